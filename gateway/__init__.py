@@ -1,0 +1,3 @@
+"""A fast, one-process LLM gateway on SQLite."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,476 @@
+"""The admin API (DESIGN 2.5): backends, keys, pricing, usage, requests, status, health."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import db, queries
+from gateway.backends import BACKEND_FIELDS, InvalidBackend, validate_backend_fields
+from gateway.client_api import error_response
+from gateway.errors import BadRequest, Conflict, GatewayError, NotFound, Unauthorized, UpstreamFailed
+from gateway.pricing import BUILTIN_PRICES, find_price, validate_price
+from gateway.registry import backend_columns
+from gateway.status import backend_status
+from gateway.tokens import hash_secret, last4, new_client_key
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+Handler = Callable[[Request, "Gateway"], Awaitable[Any]]
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(value), status, media_type="application/json")
+
+
+def is_admin(request: Request, gateway: Gateway) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token and gateway.is_admin_token(token.strip()):
+        return True
+    session_check = getattr(request.app.state, "session_check", None)
+    return bool(session_check and session_check(request))
+
+
+def admin(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Admin auth, then the handler; GatewayErrors become OpenAI-shaped errors."""
+
+    async def endpoint(request: Request) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        try:
+            if not is_admin(request, gateway):
+                raise Unauthorized("Admin token required: send 'Authorization: Bearer <admin token>'")
+            result = await handler(request, gateway)
+        except GatewayError as e:
+            return error_response(e)
+        except sqlite3.OperationalError as e:  # locked or read-only database: nothing was changed
+            return error_response(UpstreamFailed(f"The database refused the change: {e}", 503, code="database_busy"))
+        return result if isinstance(result, Response) else json_response(result)
+
+    return endpoint
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"Request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"Request body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+# -- backends -------------------------------------------------------------------------------
+
+
+def backend_view(row: Mapping[str, Any], models: list[Mapping[str, str]]) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "base_url": row["base_url"],
+        "api_key": f"...{row['api_key_last4']}" if row["api_key_last4"] else ("(set)" if row["api_key_sealed"] else None),
+        "pool": row["pool"],
+        "models": models,
+        "rpm": row["rpm"],
+        "tpm": row["tpm"],
+        "priority": row["priority"],
+        "weight": row["weight"],
+        "timeout": row["timeout"],
+        "enabled": bool(row["enabled"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+async def backend_views(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
+    models: dict[str, list[Mapping[str, str]]] = {}
+    for m in await db.list_backend_models(conn):
+        entry = m["name"] if m["name"] == m["upstream"] else {"name": m["name"], "upstream": m["upstream"]}
+        models.setdefault(m["backend"], []).append(entry)  # type: ignore[arg-type]
+    return [backend_view(r, models.get(r["name"], [])) for r in await db.list_backend_rows(conn)]
+
+
+async def _backend_or_404(gateway: Gateway, name: str) -> dict[str, Any]:
+    for view in await backend_views(gateway.writer):
+        if view["name"] == name:
+            return view
+    raise NotFound(f"No backend named '{name}'")
+
+
+def _validated(body: Mapping[str, Any], gateway: Gateway, *, partial: bool) -> dict[str, object]:
+    try:
+        # env: references in the admin API read the gateway process's environment.
+        import os
+
+        return validate_backend_fields(body, os.environ, partial=partial)
+    except InvalidBackend as e:
+        raise BadRequest(str(e), param=e.field) from None
+
+
+async def list_backends(request: Request, gateway: Gateway) -> Any:
+    return {"data": await backend_views(gateway.writer)}
+
+
+async def create_backend(request: Request, gateway: Gateway) -> Any:
+    fields = _validated(await json_body(request), gateway, partial=False)
+    fields.setdefault("models", ())
+    name = str(fields["name"])
+    if await db.backend_exists(gateway.writer, name):
+        raise Conflict(f"A backend named '{name}' already exists", param="name")
+    defaults: dict[str, object] = {
+        "api_key": "",
+        "pool": "primary",
+        "rpm": None,
+        "tpm": None,
+        "priority": 0,
+        "weight": 1,
+        "timeout": 60.0,
+        "enabled": True,
+    }
+    columns = backend_columns({**defaults, **fields}, gateway.sealer)
+    await db.write_config(gateway.writer, db.insert_backend_sql(columns, time.time()))
+    await gateway.reload()
+    return json_response(await _backend_or_404(gateway, name), 201)
+
+
+async def get_backend(request: Request, gateway: Gateway) -> Any:
+    return await _backend_or_404(gateway, request.path_params["name"])
+
+
+async def patch_backend(request: Request, gateway: Gateway) -> Any:
+    name = request.path_params["name"]
+    await _backend_or_404(gateway, name)
+    fields = _validated(await json_body(request), gateway, partial=True)
+    new_name = str(fields.get("name", name))
+    if new_name != name and await db.backend_exists(gateway.writer, new_name):
+        raise Conflict(f"A backend named '{new_name}' already exists", param="name")
+    columns = backend_columns(fields, gateway.sealer)
+    await db.write_config(gateway.writer, db.update_backend_sql(name, columns, time.time()))
+    await gateway.reload()
+    return await _backend_or_404(gateway, new_name)
+
+
+async def delete_backend(request: Request, gateway: Gateway) -> Any:
+    name = request.path_params["name"]
+    await _backend_or_404(gateway, name)
+    await db.write_config(gateway.writer, db.delete_backend_sql(name))
+    await gateway.reload()
+    return {"name": name, "deleted": True}
+
+
+# -- client keys ----------------------------------------------------------------------------
+
+
+def _key_limits(body: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
+    allowed = {"name", "rpm", "budget_usd", "enabled"} if not partial else {"rpm", "budget_usd", "enabled"}
+    for field in body:
+        if field not in allowed:
+            raise BadRequest(f"unknown field '{field}' (known: {', '.join(sorted(allowed))})", param=field)
+    out: dict[str, Any] = {}
+    if "rpm" in body:
+        rpm = body["rpm"]
+        if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or rpm < 1):
+            raise BadRequest(f"rpm has value {rpm!r}; expected an integer >= 1 or null", param="rpm")
+        out["rpm"] = rpm
+    if "budget_usd" in body:
+        budget = body["budget_usd"]
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 <= budget < 1e12
+        ):
+            raise BadRequest(f"budget_usd has value {budget!r}; expected a number >= 0 or null", param="budget_usd")
+        out["budget_usd"] = None if budget is None else float(budget)
+    if "enabled" in body:
+        if not isinstance(body["enabled"], bool):
+            raise BadRequest(f"enabled has value {body['enabled']!r}; expected true or false", param="enabled")
+        out["enabled"] = int(body["enabled"])
+    return out
+
+
+def key_view(row: Mapping[str, Any], spent: float) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "key": None,
+        "key_hint": f"...{row['key_last4']}",
+        "rpm": row["rpm"],
+        "budget_usd": row["budget_usd"],
+        "enabled": bool(row["enabled"]) and row["revoked_at"] is None,
+        "revoked": row["revoked_at"] is not None,
+        "spend_this_month_usd": round(spent, 6),
+        "created_at": row["created_at"],
+        "revoked_at": row["revoked_at"],
+        "last_used_at": row["last_used_at"],
+    }
+
+
+def validate_key_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 64 or name != name.strip() or "/" in name:
+        raise BadRequest(f"name has value {name!r}; expected 1-64 characters without '/' or surrounding spaces", param="name")
+    return name
+
+
+async def create_key(gateway: Gateway, name: str, limits: Mapping[str, Any]) -> dict[str, Any]:
+    """Shared by the admin API and the dashboard: the answer carries the secret, once."""
+    existing = await db.get_key_row(gateway.writer, name)
+    if existing is not None and existing["revoked_at"] is None:
+        raise Conflict(f"A key named '{name}' already exists", param="name")
+    secret = new_client_key()
+    enabled = bool(limits.get("enabled", 1))
+    sql = db.insert_key_sql(
+        name, hash_secret(secret), last4(secret), limits.get("rpm"), limits.get("budget_usd"), enabled, time.time()
+    )
+    await db.write_config(gateway.writer, [sql])
+    await gateway.reload()
+    row = await db.get_key_row(gateway.writer, name)
+    assert row is not None
+    view = key_view(row, 0.0)
+    view["key"] = secret
+    return view
+
+
+async def list_keys(request: Request, gateway: Gateway) -> Any:
+    spend = gateway.routing.spend if gateway.routing.spend_month == gateway.month_of(time.time()) else {}
+    return {"data": [key_view(r, spend.get(r["name"], 0.0)) for r in await db.list_key_rows(gateway.writer)]}
+
+
+async def post_key(request: Request, gateway: Gateway) -> Any:
+    body = await json_body(request)
+    name = validate_key_name(body.get("name"))
+    return json_response(await create_key(gateway, name, _key_limits(body, partial=False)), 201)
+
+
+async def patch_key(request: Request, gateway: Gateway) -> Any:
+    name = request.path_params["name"]
+    row = await db.get_key_row(gateway.writer, name)
+    if row is None or row["revoked_at"] is not None:
+        raise NotFound(f"No active key named '{name}'")
+    changes = _key_limits(await json_body(request), partial=True)
+    if changes:
+        await db.write_config(gateway.writer, [db.update_key_sql(name, changes)])
+        await gateway.reload()
+    row = await db.get_key_row(gateway.writer, name)
+    assert row is not None
+    return key_view(row, gateway.routing.spend.get(name, 0.0))
+
+
+async def revoke_key(gateway: Gateway, name: str) -> None:
+    row = await db.get_key_row(gateway.writer, name)
+    if row is None or row["revoked_at"] is not None:
+        raise NotFound(f"No active key named '{name}'")
+    await db.write_config(gateway.writer, [db.revoke_key_sql(name, time.time())])
+    await gateway.reload()  # revoked for every following request, not after a poll
+
+
+async def delete_key(request: Request, gateway: Gateway) -> Any:
+    await revoke_key(gateway, request.path_params["name"])
+    return {"name": request.path_params["name"], "revoked": True}
+
+
+# -- pricing --------------------------------------------------------------------------------
+
+
+async def list_pricing(request: Request, gateway: Gateway) -> Any:
+    overrides = gateway.registry.prices
+    rows = []
+    for model in sorted({*BUILTIN_PRICES, *overrides}):
+        price, source = find_price(model, overrides)
+        assert price is not None
+        rows.append({"model": model, **price.as_dict(), "source": source})
+    return {"data": rows}
+
+
+async def put_pricing(request: Request, gateway: Gateway) -> Any:
+    model = request.path_params["model"]
+    if not model.strip() or len(model) > 200:
+        raise BadRequest("model must be 1-200 characters", param="model")
+    try:
+        price = validate_price(await json_body(request))
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    sql = db.upsert_price_sql(
+        model, price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok, time.time()
+    )
+    await db.write_config(gateway.writer, [sql])
+    await gateway.reload()
+    return {"model": model, **price.as_dict(), "source": "override"}
+
+
+async def delete_pricing(request: Request, gateway: Gateway) -> Any:
+    model = request.path_params["model"]
+    if model not in gateway.registry.prices:
+        raise NotFound(f"No price override for '{model}'")
+    await db.write_config(gateway.writer, [db.delete_price_sql(model)])
+    await gateway.reload()
+    return {"model": model, "deleted": True}
+
+
+# -- usage ----------------------------------------------------------------------------------
+
+
+def parse_time(value: str, name: str) -> datetime:
+    """An ISO-8601 date or date-time; UTC when no offset is given."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} has value '{value}'; expected an ISO-8601 date or date-time", param=name) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def hour_range(request: Request, default: timedelta) -> tuple[str, str]:
+    """[start, end) as hour-bucket strings; `end` defaults to now, `start` to end - default."""
+    params = request.query_params
+    end = parse_time(params["end"], "end") if params.get("end") else datetime.now(UTC)
+    start = parse_time(params["start"], "start") if params.get("start") else end - default
+    if start > end:
+        raise BadRequest("start must not be after end", param="start")
+    fmt = "%Y-%m-%dT%H:00:00Z"
+    # A date-only end means the whole day; otherwise the hour holding `end` is included.
+    if params.get("end") and len(params["end"]) == 10:
+        end_bucket = (end + timedelta(days=1)).strftime(fmt)
+    else:
+        end_bucket = (end + timedelta(hours=1)).strftime(fmt)
+    return start.strftime(fmt), end_bucket
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.lstrip("-").isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} has value '{raw}'; expected an integer from {low} to {high}", param=name)
+    return int(raw)
+
+
+async def usage_summary(request: Request, gateway: Gateway) -> Any:
+    start, end = hour_range(request, timedelta(days=30))
+    return {"start": start, "end": end, **await queries.usage_summary(gateway.reader, start, end)}
+
+
+async def usage_aggregate(request: Request, gateway: Gateway) -> Any:
+    group_by = request.query_params.get("group_by", "model")
+    if group_by not in queries.GROUPINGS:
+        raise BadRequest(f"group_by has value '{group_by}'; expected one of model, backend, key, pool", param="group_by")
+    start, end = hour_range(request, timedelta(days=30))
+    rows = await queries.usage_aggregate(gateway.reader, group_by, start, end)
+    return {"group_by": group_by, "start": start, "end": end, "data": rows}
+
+
+async def usage_hourly(request: Request, gateway: Gateway) -> Any:
+    start, end = hour_range(request, timedelta(hours=24))
+    filters = {k: v for k in ("backend", "model", "key") if (v := request.query_params.get(k))}
+    return {"start": start, "end": end, "data": await queries.usage_hourly(gateway.reader, start, end, filters)}
+
+
+async def usage_daily(request: Request, gateway: Gateway) -> Any:
+    days = int_param(request, "days", 30, 1, 3660)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = (end - timedelta(days=days)).replace(hour=0)
+    fmt = "%Y-%m-%dT%H:00:00Z"
+    return {"days": days, "data": await queries.usage_daily(gateway.reader, start.strftime(fmt), end.strftime(fmt))}
+
+
+async def usage_heatmap(request: Request, gateway: Gateway) -> Any:
+    days = int_param(request, "days", 365, 1, 3660)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = (end - timedelta(days=days)).replace(hour=0)
+    fmt = "%Y-%m-%dT%H:00:00Z"
+    rows = await queries.usage_daily(gateway.reader, start.strftime(fmt), end.strftime(fmt))
+    cells = [{"day": r["day"], "requests": r["requests"], "cost_usd": r["cost_usd"]} for r in rows]
+    return {"days": days, "data": cells}
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+async def list_requests(request: Request, gateway: Gateway) -> Any:
+    params = request.query_params
+    filters: dict[str, Any] = {}
+    for name in ("model", "backend", "key"):
+        if params.get(name):
+            filters[name] = params[name]
+    if params.get("status"):
+        filters["status"] = int_param(request, "status", 0, 0, 999)
+    for flag in ("stream", "fallback"):
+        if params.get(flag):
+            if params[flag] not in ("true", "false", "1", "0"):
+                raise BadRequest(f"{flag} has value '{params[flag]}'; expected true or false", param=flag)
+            filters[flag] = int(params[flag] in ("true", "1"))
+    limit = int_param(request, "limit", 50, 1, 1000)
+    offset = int_param(request, "offset", 0, 0, 10_000_000)
+    rows, total = await queries.list_requests(gateway.reader, filters, limit, offset)
+    return {"data": rows, "total": total, "limit": limit, "offset": offset}
+
+
+async def get_request(request: Request, gateway: Gateway) -> Any:
+    request_id = request.path_params["request_id"]
+    found = await queries.get_request(gateway.reader, request_id)
+    if found is None:
+        raise NotFound(f"No request '{request_id}' in the request log (it may not be flushed yet, or was pruned)")
+    return found
+
+
+async def active_requests(request: Request, gateway: Gateway) -> Any:
+    in_flight = gateway.routing.in_flight
+    return {"data": [{"backend": name, "in_flight": n} for name, n in sorted(in_flight.items()) if n > 0]}
+
+
+async def status(request: Request, gateway: Gateway) -> Any:
+    return {"data": backend_status(gateway)}
+
+
+async def healthz(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    stats = gateway.recorder.stats
+    body = {
+        "status": "ok" if stats.last_error is None else "degraded",
+        "usage": {
+            "pending": gateway.recorder.backlog,
+            "recorded": stats.recorded,
+            "written": stats.written,
+            "dropped": stats.dropped,
+            "flush_failures": stats.flush_failures,
+            "last_error": stats.last_error,
+        },
+    }
+    return json_response(body)
+
+
+def admin_routes() -> list[Route]:
+    api = [
+        ("/api/backends", list_backends, "GET"),
+        ("/api/backends", create_backend, "POST"),
+        ("/api/backends/{name}", get_backend, "GET"),
+        ("/api/backends/{name}", patch_backend, "PATCH"),
+        ("/api/backends/{name}", delete_backend, "DELETE"),
+        ("/api/keys", list_keys, "GET"),
+        ("/api/keys", post_key, "POST"),
+        ("/api/keys/{name}", patch_key, "PATCH"),
+        ("/api/keys/{name}", delete_key, "DELETE"),
+        ("/api/pricing", list_pricing, "GET"),
+        ("/api/pricing/{model:path}", put_pricing, "PUT"),
+        ("/api/pricing/{model:path}", delete_pricing, "DELETE"),
+        ("/api/usage/summary", usage_summary, "GET"),
+        ("/api/usage/aggregate", usage_aggregate, "GET"),
+        ("/api/usage/hourly", usage_hourly, "GET"),
+        ("/api/usage/daily", usage_daily, "GET"),
+        ("/api/usage/heatmap", usage_heatmap, "GET"),
+        ("/api/requests", list_requests, "GET"),
+        ("/api/requests/active", active_requests, "GET"),
+        ("/api/requests/{request_id}", get_request, "GET"),
+        ("/api/status", status, "GET"),
+    ]
+    routes = [Route(path, admin(handler), methods=[method]) for path, handler, method in api]
+    routes.append(Route("/healthz", healthz, methods=["GET"]))
+    return routes
+
+
+__all__ = ["BACKEND_FIELDS", "admin_routes", "create_key", "revoke_key"]

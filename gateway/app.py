@@ -1,0 +1,207 @@
+"""App assembly: the Gateway (state and background jobs) and the Starlette app around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import aiosqlite
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway import db, queries
+from gateway.bootstrap import FirstStart, ensure_secrets, load_master_key
+from gateway.client_api import client_routes
+from gateway.config import Settings
+from gateway.crypto import Sealer
+from gateway.errors import Forbidden
+from gateway.proxy import Proxy
+from gateway.recorder import UsageRecorder
+from gateway.records import RequestRecord, iso_ts
+from gateway.registry import Registry, load_registry, upsert_config_backends
+from gateway.routing import RoutingState
+from gateway.tokens import hash_secret
+from gateway.upstream import new_session
+
+log = logging.getLogger("gateway")
+
+CONFIG_POLL_S = 0.5  # how often another process's edits (the CLI) are looked for
+COOLDOWN_SAVE_S = 5.0
+PRUNE_EVERY_S = 3600.0
+
+
+class Gateway:
+    """Everything a running gateway holds. Built by the lifespan, read by the routes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry()
+        self.routing = RoutingState(settings.routing)
+        self.started_wall = time.time()
+        self.first_start = FirstStart()
+        self.admin_token_hash: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        # Set by start():
+        self.writer: aiosqlite.Connection
+        self.reader: aiosqlite.Connection
+        self.sealer: Sealer
+        self.session: aiohttp.ClientSession
+        self.proxy: Proxy
+        self.recorder: UsageRecorder
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.sealer = Sealer(load_master_key(settings))
+        self.writer = await db.open_db(settings.db_path)
+        self.reader = await db.connect(settings.db_path)
+        self.first_start = await ensure_secrets(self.writer, settings)
+        self.admin_token_hash = await db.get_setting(self.writer, "admin_token_hash")
+        await upsert_config_backends(self.writer, self.sealer, settings.backends)
+        await self.reload()
+        now, wall_now = time.monotonic(), time.time()
+        rows = await db.load_cooldown_rows(self.writer)
+        self.routing.cooldowns.load_rows([tuple(r) for r in rows], now, wall_now)  # type: ignore[misc]
+        month = self.month_of(wall_now)
+        for key, spent in (await queries.spend_by_key(self.reader, month + "-01T00:00:00Z")).items():
+            self.routing.add_spend(month, key, spent)
+        self.session = new_session()
+        self.proxy = Proxy(self.session, self.routing)
+        self.recorder = UsageRecorder(self.writer, flush_interval_s=settings.flush_interval)
+        for job in (self.recorder.run, self._watch_config, self._save_cooldowns_often, self._prune_often):
+            self._tasks.append(asyncio.create_task(job()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A graceful stop loses nothing: retry the last flush a few times if the disk is busy.
+        for _ in range(5):
+            if await self.recorder.flush():
+                break
+            await asyncio.sleep(0.2)
+        with contextlib.suppress(aiosqlite.Error):
+            await self._save_cooldowns()
+        await self.session.close()
+        await self.reader.close()
+        await self.writer.close()
+
+    def is_admin_token(self, token: str) -> bool:
+        return self.admin_token_hash is not None and hmac.compare_digest(hash_secret(token), self.admin_token_hash)
+
+    def record(self, rec: RequestRecord) -> None:
+        self.recorder.record(rec)
+        if rec.cost_usd:
+            self.routing.add_spend(self.month_of(rec.wall_ts), rec.api_key, rec.cost_usd)
+
+    @staticmethod
+    def month_of(wall_ts: float) -> str:
+        return iso_ts(wall_ts)[:7]
+
+    async def reload(self) -> None:
+        """Re-read backends, keys and prices; buckets of unchanged backends keep their level."""
+        self.registry = await load_registry(self.reader if hasattr(self, "reader") else self.writer, self.sealer)
+        self.routing.sync(self.registry, time.monotonic())
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG_POLL_S)
+            try:
+                if await db.config_version(self.reader) != self.registry.version:
+                    await self.reload()
+            except aiosqlite.Error as e:
+                log.warning("could not re-read configuration: %s", e)
+
+    async def _save_cooldowns(self) -> None:
+        rows = self.routing.cooldowns.to_rows(time.monotonic(), time.time())
+        await db.transaction(self.writer, db.replace_cooldowns_sql(rows))
+
+    async def _save_cooldowns_often(self) -> None:
+        last: list[Any] = []
+        while True:
+            await asyncio.sleep(COOLDOWN_SAVE_S)
+            rows = self.routing.cooldowns.to_rows(time.monotonic(), time.time())
+            if rows != last:
+                try:
+                    await self._save_cooldowns()
+                    last = rows
+                except aiosqlite.Error as e:
+                    log.warning("could not save cooldowns: %s", e)
+
+    async def _prune_often(self) -> None:
+        while True:
+            cutoff = iso_ts(time.time() - self.settings.request_log_days * 86400)
+            try:
+                deleted = await queries.prune_request_log(self.writer, cutoff)
+                if deleted:
+                    log.info("pruned %d request log rows older than %s", deleted, cutoff)
+            except aiosqlite.Error as e:
+                log.warning("could not prune the request log: %s", e)
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+
+class HostCheck:
+    """Refuse requests whose Host is not the bound address or an allowed name (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp, allowed: Callable[[], frozenset[str]]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = _host_of(scope)
+            if host not in self.allowed():
+                from gateway.client_api import error_response
+
+                error = Forbidden(f"Host '{host}' is not allowed; add it to [server].allowed_hosts")
+                await error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_of(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value.decode("latin-1").lower()
+            if host.startswith("["):
+                return host[: host.find("]") + 1]
+            return host.rsplit(":", 1)[0] if ":" in host else host
+    return ""
+
+
+def allowed_hosts(settings: Settings) -> frozenset[str]:
+    bound = settings.host.lower()
+    names = {*settings.allowed_hosts, bound, f"[{bound}]" if ":" in bound else bound}
+    return frozenset(names)
+
+
+def create_app(
+    settings: Settings,
+    extra_routes: list[BaseRoute] | None = None,
+    on_started: Callable[[FirstStart], None] | None = None,
+) -> Starlette:
+    gateway = Gateway(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        if on_started is not None:
+            on_started(gateway.first_start)
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    from gateway.admin import admin_routes
+
+    app = Starlette(routes=[*client_routes(), *admin_routes(), *(extra_routes or [])], lifespan=lifespan)
+    app.state.gateway = gateway
+    hosts = allowed_hosts(settings)
+    app.add_middleware(HostCheck, allowed=lambda: hosts)
+    return app

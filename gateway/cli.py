@@ -1,0 +1,207 @@
+"""The `gateway` command: serve | key create/list/revoke | backend list."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from gateway import __version__, db
+from gateway.bootstrap import FirstStart
+from gateway.config import SETTINGS, ConfigError, Settings, load_settings
+
+_COMMON_FLAGS = ("--data-dir", "--config")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    for s in SETTINGS:
+        if s.flag in _COMMON_FLAGS:
+            parser.add_argument(s.flag, dest=s.flag, metavar=s.flag.lstrip("-").upper().replace("-", "_"), help=s.help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="A one-process LLM gateway on SQLite.")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    for s in SETTINGS:
+        if s.flag and s.flag not in _COMMON_FLAGS:
+            serve.add_argument(s.flag, dest=s.flag, help=f"{s.help} (env {s.env})")
+    _add_common(serve)
+
+    key = commands.add_parser("key", help="manage client keys").add_subparsers(dest="action", required=True)
+    create = key.add_parser("create", help="create a client key and print it once")
+    create.add_argument("name")
+    create.add_argument("--rpm", type=_positive_int, help="requests per minute allowed to this key")
+    create.add_argument("--budget-usd", type=_budget, help="spend allowed per calendar month (UTC)")
+    _add_common(create)
+    listing = key.add_parser("list", help="list client keys")
+    _add_common(listing)
+    revoke = key.add_parser("revoke", help="revoke a client key (a running gateway refuses it within a second)")
+    revoke.add_argument("name")
+    _add_common(revoke)
+
+    backend = commands.add_parser("backend", help="inspect backends").add_subparsers(dest="action", required=True)
+    _add_common(backend.add_parser("list", help="name, pool, models, limits, cooldown state"))
+
+    demo = commands.add_parser("demo", help="a throwaway gateway with fake upstreams and light traffic")
+    demo.add_argument("--port", dest="--port", default="8080")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got '{text}'")
+    return int(text)
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of USD, got '{text}'") from None
+    if not 0 <= value < 1e12:
+        raise argparse.ArgumentTypeError(f"expected a number of USD >= 0, got '{text}'")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k.startswith("--") and isinstance(v, str | None)}
+    try:
+        settings = load_settings(flags, os.environ)
+    except ConfigError as e:
+        print(f"gateway: configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings)
+    if args.command == "demo":
+        from gateway.demo import run_demo
+
+        return run_demo(int(args.__dict__["--port"]))
+    try:
+        return asyncio.run(_offline(args, settings))
+    except CommandError as e:
+        print(f"gateway: {e}", file=sys.stderr)
+        return 1
+
+
+class CommandError(Exception):
+    pass
+
+
+def announce(settings: Settings, first: FirstStart) -> None:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    lines = [f"gateway {__version__} listening on http://{host}:{settings.port}"]
+    lines.append(f"  dashboard:  http://{host}:{settings.port}/")
+    lines.append(f"  OpenAI API: http://{host}:{settings.port}/v1")
+    if first.admin_token:
+        lines.append(f"  admin token (shown once, stored only as a hash): {first.admin_token}")
+    if first.client_key:
+        lines.append(f"  first client key 'default' (shown once): {first.client_key}")
+    print("\n".join(lines), flush=True)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    app = create_app(settings, on_started=lambda first: announce(settings, first))
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+async def _offline(args: argparse.Namespace, settings: Settings) -> int:
+    """Commands that work on the database directly; a running gateway picks changes up within a second."""
+    conn = await db.open_db(settings.db_path)
+    try:
+        if args.command == "key":
+            return await _key_command(conn, args)
+        return await _backend_list(conn)
+    finally:
+        await conn.close()
+
+
+async def _key_command(conn: Any, args: argparse.Namespace) -> int:
+    from gateway.tokens import hash_secret, last4, new_client_key
+
+    if args.action == "create":
+        row = await db.get_key_row(conn, args.name)
+        if row is not None and row["revoked_at"] is None:
+            raise CommandError(f"a key named '{args.name}' already exists")
+        if not args.name.strip() or len(args.name) > 64 or "/" in args.name:
+            raise CommandError("a key name has 1-64 characters and no '/'")
+        secret = new_client_key()
+        sql = db.insert_key_sql(args.name, hash_secret(secret), last4(secret), args.rpm, args.budget_usd, True, time.time())
+        await db.write_config(conn, [sql])
+        print(secret)
+        print(f"(key '{args.name}' created; this is the only time it is shown)", file=sys.stderr)
+        return 0
+    if args.action == "revoke":
+        row = await db.get_key_row(conn, args.name)
+        if row is None or row["revoked_at"] is not None:
+            raise CommandError(f"no active key named '{args.name}'")
+        await db.write_config(conn, [db.revoke_key_sql(args.name, time.time())])
+        print(f"revoked key '{args.name}'")
+        return 0
+    rows = await db.list_key_rows(conn)
+    table = [["NAME", "KEY", "RPM", "BUDGET_USD", "STATE", "LAST_USED"]]
+    for r in rows:
+        state = "revoked" if r["revoked_at"] else ("enabled" if r["enabled"] else "disabled")
+        budget = "-" if r["budget_usd"] is None else f"{r['budget_usd']:g}"
+        table.append([r["name"], f"...{r['key_last4']}", str(r["rpm"] or "-"), budget, state, r["last_used_at"] or "-"])
+    _print_table(table)
+    return 0
+
+
+async def _backend_list(conn: Any) -> int:
+    models: dict[str, list[str]] = {}
+    for m in await db.list_backend_models(conn):
+        label = m["name"] if m["name"] == m["upstream"] else f"{m['name']}->{m['upstream']}"
+        models.setdefault(m["backend"], []).append(label)
+    cooldowns = {r["backend"]: r for r in await db.load_cooldown_rows(conn)}
+    table = [["NAME", "POOL", "MODELS", "RPM", "TPM", "PRIORITY", "WEIGHT", "ENABLED", "STATE"]]
+    wall_now = time.time()
+    for r in await db.list_backend_rows(conn):
+        cd = cooldowns.get(r["name"])
+        if cd is not None and cd["until_ts"] > wall_now:
+            label = "cooling" if cd["reason"] == "rate_limited" else cd["reason"]
+            state = f"{label} until {time.strftime('%H:%M:%SZ', time.gmtime(cd['until_ts']))}"
+        else:
+            state = "ok"
+        table.append(
+            [
+                r["name"],
+                r["pool"],
+                ",".join(models.get(r["name"], [])) or "-",
+                str(r["rpm"] or "-"),
+                str(r["tpm"] or "-"),
+                str(r["priority"]),
+                str(r["weight"]),
+                "yes" if r["enabled"] else "no",
+                state,
+            ]
+        )
+    _print_table(table)
+    return 0
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

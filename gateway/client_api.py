@@ -1,0 +1,249 @@
+"""The OpenAI-compatible client API under /v1: auth, request checks, and the answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from gateway.errors import BadRequest, BodyTooLarge, GatewayError, ModelNotFound, Unauthorized
+from gateway.limiter import estimate_tokens
+from gateway.pricing import cost_usd, find_price
+from gateway.proxy import Call, Served, _max_tokens
+from gateway.records import RequestRecord
+from gateway.registry import ClientKey
+from gateway.relay import StreamRelay, StreamTally
+from gateway.tokens import hash_secret
+from gateway.usage import Usage, usage_from_body
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+# path -> (endpoint name used for usage parsing, path after the backend's base_url)
+ENDPOINTS = {
+    "/v1/chat/completions": ("chat", "/chat/completions"),
+    "/v1/completions": ("completions", "/completions"),
+    "/v1/embeddings": ("embeddings", "/embeddings"),
+    "/v1/responses": ("responses", "/responses"),
+}
+_STREAM_USAGE_ENDPOINTS = ("chat", "completions")  # the ones that take stream_options
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def authenticate(gateway: Gateway, request: Request) -> ClientKey:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Missing client key: send 'Authorization: Bearer <key>'")
+    key = gateway.registry.keys_by_hash.get(hash_secret(token.strip()))
+    if key is None or not key.enabled:
+        raise Unauthorized("Invalid, disabled or revoked client key")
+    return key
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"Request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_payload(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise BadRequest("Request body is empty; expected a JSON object")
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        try:  # orjson refuses integers beyond 64 bits that are valid JSON
+            payload = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadRequest(f"Request body is not valid JSON: {e}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest(f"Request body must be a JSON object, not {type(payload).__name__}")
+    model = payload.get("model")
+    if model is None:
+        raise BadRequest("Missing required parameter: 'model'", param="model")
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest("'model' must be a non-empty string", param="model")
+    stream = payload.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise BadRequest("'stream' must be true or false", param="stream")
+    return payload
+
+
+class ClientEndpoint:
+    """One POST endpoint (chat, completions, embeddings, responses) as a raw ASGI app."""
+
+    def __init__(self, endpoint: str, upstream_path: str) -> None:
+        self.endpoint = endpoint
+        self.upstream_path = upstream_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        gateway: Gateway = scope["app"].state.gateway
+        request_id = new_request_id()
+        started = time.perf_counter()
+        try:
+            response = await self._serve(gateway, request, request_id, started)
+        except GatewayError as e:
+            response = error_response(e, request_id)
+        await response(scope, receive, send)
+
+    async def _serve(self, gateway: Gateway, request: Request, request_id: str, started: float) -> Any:
+        key = authenticate(gateway, request)
+        wall_now = time.time()
+        record = RequestRecord(request_id, wall_now, self.endpoint, key.name, "")
+        try:
+            raw = await read_body(request, gateway.settings.max_body_bytes)
+            payload = parse_payload(raw)
+            model = payload["model"]
+            record.requested_model = model
+            if model not in gateway.registry.serving:
+                raise ModelNotFound(
+                    f"The model '{model}' does not exist or no enabled backend serves it", param="model"
+                )
+            stream = bool(payload.get("stream")) and self.endpoint != "embeddings"
+            options = payload.get("stream_options")
+            wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            call = Call(
+                request_id=request_id,
+                endpoint=self.endpoint,
+                path=self.upstream_path,
+                key=key,
+                payload=payload,
+                raw=raw,
+                model=model,
+                stream=stream,
+                wants_usage=wants_usage,
+                inject_usage=stream and not wants_usage and self.endpoint in _STREAM_USAGE_ENDPOINTS,
+                started=started,
+                now=time.monotonic(),
+                wall_now=wall_now,
+                record=record,
+            )
+            record.stream = stream
+            gateway.proxy.check_client_key(call, gateway.month_of(wall_now))
+            served = await gateway.proxy.route(call, gateway.registry)
+        except GatewayError as e:
+            record.status = e.status
+            record.error = e.message
+            record.latency_ms = (time.perf_counter() - started) * 1000.0
+            record.overhead_ms = record.latency_ms - (call.upstream_ms if "call" in locals() else 0.0)
+            gateway.record(record)
+            raise
+        return self._answer(gateway, call, served)
+
+    def _answer(self, gateway: Gateway, call: Call, served: Served) -> Any:
+        answer, backend = served.answer, served.candidate.backend
+        record = call.record
+        record.backend, record.pool, record.model = backend.name, backend.pool, served.candidate.upstream_model
+        record.status = answer.status
+        overhead_ms = (time.perf_counter() - call.started) * 1000.0 - call.upstream_ms
+        headers = {
+            "x-request-id": call.request_id,
+            "x-gateway-backend": backend.name,
+            "x-gateway-attempts": str(len(record.attempts)),
+            "x-gateway-overhead-ms": f"{max(overhead_ms, 0.0):.2f}",
+        }
+        if answer.response is None:  # a complete body: success or an upstream error returned as it is
+            if answer.kind == "ok":
+                record.usage = _body_usage(self.endpoint, answer.body)
+            else:
+                record.error = answer.message
+            self._finish(gateway, call, backend.name, record.usage, None)
+            return Response(answer.body, answer.status, headers=headers, media_type=answer.content_type)
+        if answer.first_token_at is not None:
+            record.ttft_ms = (answer.first_token_at - call.started) * 1000.0
+        assert answer.parser is not None
+
+        def on_end(tally: StreamTally) -> None:
+            gateway.routing.in_flight[backend.name] -= 1
+            record.error = tally.error
+            self._finish(gateway, call, backend.name, tally.usage, overhead_ms)
+
+        raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+        raw_headers += [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+        return StreamRelay(
+            endpoint=self.endpoint,
+            response=answer.response,
+            parser=answer.parser,
+            first_events=answer.first_events,
+            wants_usage=call.wants_usage,
+            headers=raw_headers,
+            on_end=on_end,
+        )
+
+    def _finish(
+        self, gateway: Gateway, call: Call, backend: str, usage: Usage | None, overhead_ms: float | None
+    ) -> None:
+        record = call.record
+        record.usage = usage
+        record.latency_ms = (time.perf_counter() - call.started) * 1000.0
+        record.overhead_ms = record.latency_ms - call.upstream_ms if overhead_ms is None else overhead_ms
+        if usage is not None:
+            price, _ = find_price(record.model, gateway.registry.prices)
+            record.cost_usd = cost_usd(usage, price)
+            record.unpriced = price is None and usage.total_tokens > 0
+            bucket = gateway.routing.token_buckets.get(backend)
+            if bucket is not None:  # correct the admission estimate with what was really used
+                estimated = min(estimate_tokens(len(call.raw), _max_tokens(call.payload)), bucket.capacity)
+                difference = usage.total_tokens - estimated
+                if difference > 0:
+                    bucket.take_debt(time.monotonic(), difference)
+                else:
+                    bucket.give_back(time.monotonic(), -difference)
+        gateway.record(record)
+
+
+def _body_usage(endpoint: str, body: bytes) -> Usage | None:
+    if b'"usage"' not in body:
+        return None
+    try:
+        return usage_from_body(endpoint, orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def error_response(error: GatewayError, request_id: str | None = None) -> Response:
+    headers = error.headers()
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    return Response(error.body(), error.status, headers=headers, media_type="application/json")
+
+
+async def list_models(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    request_id = new_request_id()
+    try:
+        authenticate(gateway, request)
+    except GatewayError as e:
+        return error_response(e, request_id)
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in gateway.registry.model_names()]
+    return Response(
+        orjson.dumps({"object": "list", "data": data}),
+        headers={"x-request-id": request_id},
+        media_type="application/json",
+    )
+
+
+def client_routes() -> list[Route]:
+    routes = [Route(path, ClientEndpoint(*spec), methods=["POST"]) for path, spec in ENDPOINTS.items()]
+    routes.append(Route("/v1/models", list_models, methods=["GET"]))
+    return routes
