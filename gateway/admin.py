@@ -444,6 +444,15 @@ async def healthz(request: Request) -> Response:
     return json_response(body)
 
 
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    if not gateway.settings.metrics_public and not is_admin(request, gateway):
+        return error_response(Unauthorized("Admin token required for /metrics (or set [server].metrics_public)"))
+    from gateway.metrics import CONTENT_TYPE
+
+    return Response(gateway.metrics.render(), media_type=CONTENT_TYPE)
+
+
 def admin_routes() -> list[Route]:
     api = [
         ("/api/backends", list_backends, "GET"),
@@ -470,6 +479,7 @@ def admin_routes() -> list[Route]:
     ]
     routes = [Route(path, admin(handler), methods=[method]) for path, handler, method in api]
     routes.append(Route("/healthz", healthz, methods=["GET"]))
+    routes.append(Route("/metrics", metrics, methods=["GET"]))
     return routes
 
 

@@ -22,6 +22,7 @@ from gateway.client_api import client_routes
 from gateway.config import Settings
 from gateway.crypto import Sealer
 from gateway.errors import Forbidden
+from gateway.metrics import Metrics
 from gateway.proxy import Proxy
 from gateway.recorder import UsageRecorder
 from gateway.records import RequestRecord, iso_ts
@@ -47,6 +48,7 @@ class Gateway:
         self.started_wall = time.time()
         self.first_start = FirstStart()
         self.admin_token_hash: str | None = None
+        self.metrics = Metrics()
         self._tasks: list[asyncio.Task[None]] = []
         # Set by start():
         self.writer: aiosqlite.Connection
@@ -74,6 +76,7 @@ class Gateway:
         self.session = new_session()
         self.proxy = Proxy(self.session, self.routing)
         self.recorder = UsageRecorder(self.writer, flush_interval_s=settings.flush_interval)
+        self.metrics.attach(self)
         for job in (self.recorder.run, self._watch_config, self._save_cooldowns_often, self._prune_often):
             self._tasks.append(asyncio.create_task(job()))
 
@@ -97,6 +100,7 @@ class Gateway:
 
     def record(self, rec: RequestRecord) -> None:
         self.recorder.record(rec)
+        self.metrics.observe(rec)
         if rec.cost_usd:
             self.routing.add_spend(self.month_of(rec.wall_ts), rec.api_key, rec.cost_usd)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -65,16 +66,34 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# orjson silently turns integers beyond 64 bits into floats, which would change the body
+# when it is re-serialized (an alias, injected stream_options); 19 digits may already exceed
+# a signed 64-bit integer, so digits that long go through the exact standard parser.
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259 §6), though Python's parser accepts them.
+    raise ValueError(f"{name} is not a valid JSON value")
+
+
+def loads_exact(raw: bytes) -> Any:
+    """Decode JSON without losing precision; ValueError (or RecursionError) on invalid JSON."""
+    if _LONG_DIGITS.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # orjson also refuses some valid JSON, such as a lone surrogate escape
+    return json.loads(raw, parse_constant=_refuse_constant)
+
+
 def parse_payload(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("Request body is empty; expected a JSON object")
     try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        try:  # orjson refuses integers beyond 64 bits that are valid JSON
-            payload = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise BadRequest(f"Request body is not valid JSON: {e}") from None
+        payload = loads_exact(raw)
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(f"Request body is not valid JSON: {e}") from None
     if not isinstance(payload, dict):
         raise BadRequest(f"Request body must be a JSON object, not {type(payload).__name__}")
     model = payload.get("model")
@@ -110,6 +129,7 @@ class ClientEndpoint:
         key = authenticate(gateway, request)
         wall_now = time.time()
         record = RequestRecord(request_id, wall_now, self.endpoint, key.name, "")
+        call: Call | None = None
         try:
             raw = await read_body(request, gateway.settings.max_body_bytes)
             payload = parse_payload(raw)
@@ -145,7 +165,7 @@ class ClientEndpoint:
             record.status = e.status
             record.error = e.message
             record.latency_ms = (time.perf_counter() - started) * 1000.0
-            record.overhead_ms = record.latency_ms - (call.upstream_ms if "call" in locals() else 0.0)
+            record.overhead_ms = record.latency_ms - (call.upstream_ms if call is not None else 0.0)
             gateway.record(record)
             raise
         return self._answer(gateway, call, served)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ def fold_hourly(records: Iterable[RequestRecord]) -> dict[HourKey, list[float]]:
         return found
 
     for rec in records:
-        hour = hour_bucket(rec.wall_ts)
+        hour = _hour_of_second_bucket(int(rec.wall_ts // 3600))
         final = row((hour, rec.backend, rec.model, rec.api_key))
         final[_INDEX["requests"]] += 1
         failed = rec.status >= 400 or rec.error is not None
@@ -134,5 +135,17 @@ def fold_hourly(records: Iterable[RequestRecord]) -> dict[HourKey, list[float]]:
     return rows
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def iso_ts(wall_ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall_ts)) + f".{int(wall_ts * 1000) % 1000:03d}Z"
+    """ISO-8601 UTC with milliseconds: "2026-11-22T14:05:09.123Z"."""
+    second = int(wall_ts)
+    return f"{_iso_second(second)}.{int((wall_ts - second) * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _hour_of_second_bucket(hour_index: int) -> str:
+    return hour_bucket(hour_index * 3600)
