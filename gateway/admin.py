@@ -74,7 +74,7 @@ async def json_body(request: Request) -> dict[str, Any]:
 # -- backends -------------------------------------------------------------------------------
 
 
-def backend_view(row: Mapping[str, Any], models: list[Mapping[str, str]]) -> dict[str, Any]:
+def backend_view(row: sqlite3.Row, models: list[Mapping[str, str]]) -> dict[str, Any]:
     return {
         "name": row["name"],
         "base_url": row["base_url"],
@@ -96,7 +96,7 @@ async def backend_views(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
     models: dict[str, list[Mapping[str, str]]] = {}
     for m in await db.list_backend_models(conn):
         entry = m["name"] if m["name"] == m["upstream"] else {"name": m["name"], "upstream": m["upstream"]}
-        models.setdefault(m["backend"], []).append(entry)  # type: ignore[arg-type]
+        models.setdefault(m["backend"], []).append(entry)
     return [backend_view(r, models.get(r["name"], [])) for r in await db.list_backend_rows(conn)]
 
 
@@ -196,7 +196,7 @@ def _key_limits(body: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
     return out
 
 
-def key_view(row: Mapping[str, Any], spent: float) -> dict[str, Any]:
+def key_view(row: sqlite3.Row, spent: float) -> dict[str, Any]:
     return {
         "name": row["name"],
         "key": None,

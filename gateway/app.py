@@ -69,7 +69,7 @@ class Gateway:
         await self.reload()
         now, wall_now = time.monotonic(), time.time()
         rows = await db.load_cooldown_rows(self.writer)
-        self.routing.cooldowns.load_rows([tuple(r) for r in rows], now, wall_now)  # type: ignore[misc]
+        self.routing.cooldowns.load_rows([(r[0], r[1], r[2], r[3]) for r in rows], now, wall_now)
         month = self.month_of(wall_now)
         for key, spent in (await queries.spend_by_key(self.reader, month + "-01T00:00:00Z")).items():
             self.routing.add_spend(month, key, spent)
@@ -172,7 +172,7 @@ class HostCheck:
 def _host_of(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"host":
-            host = value.decode("latin-1").lower()
+            host: str = value.decode("latin-1").lower()
             if host.startswith("["):
                 return host[: host.find("]") + 1]
             return host.rsplit(":", 1)[0] if ":" in host else host

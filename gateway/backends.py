@@ -138,6 +138,8 @@ def _models(value: object) -> tuple[ModelRoute, ...]:
     routes: list[ModelRoute] = []
     seen: set[str] = set()
     for i, item in enumerate(value):
+        name: object
+        upstream: object
         if isinstance(item, str):
             name, upstream = item, item
         elif isinstance(item, Mapping):

@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from gateway.demo import run_demo
 
-        return run_demo(int(args.__dict__["--port"]))
+        port: str = vars(args)["--port"]
+        return run_demo(int(port))
     try:
         return asyncio.run(_offline(args, settings))
     except CommandError as e:

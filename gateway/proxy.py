@@ -96,7 +96,7 @@ class Proxy:
             wait_s = bucket.seconds_until(call.now)
             raise RateLimited(f"Rate limit of {key.rpm} requests per minute reached for key '{key.name}'", wait_s)
         if key.budget_usd is not None:
-            spent = self.state.spend[key.name] if self.state.spend_month == month else 0.0
+            spent = self.state.spend.get(key.name, 0.0) if self.state.spend_month == month else 0.0
             if spent >= key.budget_usd:
                 raise QuotaExceeded(
                     f"Key '{key.name}' has used its monthly budget of ${key.budget_usd:.2f} (spent ${spent:.2f})"

@@ -29,7 +29,7 @@ class RoutingState:
     key_buckets: dict[str, TokenBucket] = field(default_factory=dict)
     in_flight: Counter[str] = field(default_factory=Counter)
     spend_month: str = ""  # "2026-11": the calendar month (UTC) `spend` covers
-    spend: Counter[str] = field(default_factory=Counter)  # client key name -> USD this month
+    spend: dict[str, float] = field(default_factory=dict)  # client key name -> USD this month
     limits: Limits = field(init=False)
     _limits_seen: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
 
@@ -68,7 +68,7 @@ class RoutingState:
         if month != self.spend_month:
             self.spend_month = month
             self.spend.clear()
-        self.spend[key_name] += cost_usd
+        self.spend[key_name] = self.spend.get(key_name, 0.0) + cost_usd
 
 
 def _set_bucket(buckets: dict[str, TokenBucket], name: str, per_minute: int | None, now: float) -> None:
