@@ -126,49 +126,59 @@ class ClientEndpoint:
         await response(scope, receive, send)
 
     async def _serve(self, gateway: Gateway, request: Request, request_id: str, started: float) -> Any:
-        key = authenticate(gateway, request)
-        wall_now = time.time()
-        record = RequestRecord(request_id, wall_now, self.endpoint, key.name, "")
-        call: Call | None = None
         try:
-            raw = await read_body(request, gateway.settings.max_body_bytes)
-            payload = parse_payload(raw)
-            model = payload["model"]
-            record.requested_model = model
-            if model not in gateway.registry.serving:
-                raise ModelNotFound(
-                    f"The model '{model}' does not exist or no enabled backend serves it", param="model"
-                )
-            stream = bool(payload.get("stream")) and self.endpoint != "embeddings"
-            options = payload.get("stream_options")
-            wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-            call = Call(
-                request_id=request_id,
-                endpoint=self.endpoint,
-                path=self.upstream_path,
-                key=key,
-                payload=payload,
-                raw=raw,
-                model=model,
-                stream=stream,
-                wants_usage=wants_usage,
-                inject_usage=stream and not wants_usage and self.endpoint in _STREAM_USAGE_ENDPOINTS,
-                started=started,
-                now=time.monotonic(),
-                wall_now=wall_now,
-                record=record,
-            )
-            record.stream = stream
+            key, raw, payload = await self._admit(gateway, request)
+        except GatewayError as e:
+            gateway.metrics.refused.labels(str(e.status)).inc()  # counted in /metrics, never stored
+            raise
+        model = payload["model"]
+        wall_now = time.time()
+        record = RequestRecord(request_id, wall_now, self.endpoint, key.name, model)
+        stream = bool(payload.get("stream")) and self.endpoint != "embeddings"
+        options = payload.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        record.stream = stream
+        call = Call(
+            request_id=request_id,
+            endpoint=self.endpoint,
+            path=self.upstream_path,
+            key=key,
+            payload=payload,
+            raw=raw,
+            model=model,
+            stream=stream,
+            wants_usage=wants_usage,
+            inject_usage=stream and not wants_usage and self.endpoint in _STREAM_USAGE_ENDPOINTS,
+            started=started,
+            now=time.monotonic(),
+            wall_now=wall_now,
+            record=record,
+        )
+        try:
             gateway.proxy.check_client_key(call, gateway.month_of(wall_now))
             served = await gateway.proxy.route(call, gateway.registry)
         except GatewayError as e:
             record.status = e.status
             record.error = e.message
             record.latency_ms = (time.perf_counter() - started) * 1000.0
-            record.overhead_ms = record.latency_ms - (call.upstream_ms if call is not None else 0.0)
+            record.overhead_ms = record.latency_ms - call.upstream_ms
             gateway.record(record)
             raise
         return self._answer(gateway, call, served)
+
+    async def _admit(self, gateway: Gateway, request: Request) -> tuple[ClientKey, bytes, dict[str, Any]]:
+        """The key, raw body and payload of a well-formed request for a served model.
+
+        Bad input (a bad key, body or model) is refused here, before anything is recorded:
+        it changes nothing stored.
+        """
+        key = authenticate(gateway, request)
+        raw = await read_body(request, gateway.settings.max_body_bytes)
+        payload = parse_payload(raw)
+        model = payload["model"]
+        if model not in gateway.registry.serving:
+            raise ModelNotFound(f"The model '{model}' does not exist or no enabled backend serves it", param="model")
+        return key, raw, payload
 
     def _answer(self, gateway: Gateway, call: Call, served: Served) -> Any:
         answer, backend = served.answer, served.candidate.backend
@@ -208,6 +218,7 @@ class ClientEndpoint:
             wants_usage=call.wants_usage,
             headers=raw_headers,
             on_end=on_end,
+            idle_timeout_s=gateway.settings.routing.stream_idle_timeout,
         )
 
     def _finish(

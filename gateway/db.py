@@ -5,6 +5,7 @@ Usage reads and writes live in gateway/queries.py; SQL lives only in these two m
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -14,11 +15,32 @@ from typing import Any
 import aiosqlite
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 # Ordered steps from version N to N+1, for files made by older releases (index 0: 1 -> 2).
 MIGRATIONS: list[Migration] = []
+migration = MIGRATIONS.append
+
+
+def _schema_table(name: str) -> str:
+    """The CREATE TABLE statement of one table, taken from schema.sql (its single source)."""
+    found = re.search(rf"CREATE TABLE IF NOT EXISTS {name} \(.*?\)( WITHOUT ROWID)?;", SCHEMA_PATH.read_text(), re.S)
+    assert found is not None, f"schema.sql has no table {name}"
+    return found.group(0)
+
+
+@migration
+async def _add_rollups(conn: aiosqlite.Connection) -> None:
+    """1 -> 2: the daily rollup (backfilled from the hour buckets) and the latency histograms."""
+    await conn.execute(_schema_table("usage_daily"))
+    await conn.execute(_schema_table("latency_hourly"))
+    columns = [row[1] for row in await fetch_all(conn, "PRAGMA table_info(usage_daily)")][4:]
+    sums = ", ".join(f"SUM({c})" for c in columns)
+    await conn.execute(
+        f"INSERT INTO usage_daily (day, backend, model, api_key, {', '.join(columns)}) "
+        f"SELECT substr(hour, 1, 10), backend, model, api_key, {sums} FROM usage_hourly GROUP BY 1, 2, 3, 4"
+    )
 
 
 def iso_now(wall_now: float | None = None) -> str:

@@ -16,9 +16,11 @@ class GatewayError(Exception):
         self.param = param
         if code is not None:
             self.code = code
+        # Added by code that knows more than the raiser, e.g. how many upstream attempts were made.
+        self.extra_headers: dict[str, str] = {}
 
     def headers(self) -> dict[str, str]:
-        return {}
+        return dict(self.extra_headers)
 
     def body(self) -> bytes:
         return error_body(self.message, self.error_type, self.param, self.code)
@@ -78,7 +80,7 @@ class RateLimited(GatewayError):
 
     def headers(self) -> dict[str, str]:
         # Whole seconds, rounded up: Retry-After has no fractions (RFC 9110 §10.2.3).
-        return {"retry-after": str(max(1, int(-(-self.retry_after_s // 1))))}
+        return {**super().headers(), "retry-after": str(max(1, int(-(-self.retry_after_s // 1))))}
 
 
 class QuotaExceeded(GatewayError):
@@ -99,4 +101,4 @@ class UpstreamFailed(GatewayError):
         self.status = status
 
     def headers(self) -> dict[str, str]:
-        return {"x-should-retry": "false"}
+        return {**super().headers(), "x-should-retry": "false"}

@@ -28,6 +28,9 @@ class Metrics:
         self.requests = Counter(
             "gateway_requests", "Client requests by answering backend, model and outcome", ["backend", "model", "outcome"], registry=r
         )
+        self.refused = Counter(
+            "gateway_refused_requests", "Client requests refused as bad input (key, body, model), by status", ["status"], registry=r
+        )
         self.attempts = Counter(
             "gateway_upstream_attempts", "Upstream attempts by backend and result kind", ["backend", "kind"], registry=r
         )

@@ -176,7 +176,12 @@ class Proxy:
             waited_s += wait_s
         if context_refusal is not None:
             return context_refusal  # nothing with a larger window answered: the 400 goes back as it was
-        raise self._exhausted(call, last_failure, last_failed_backend, only_rate_limited, ordered, excluded)
+        error = self._exhausted(call, last_failure, last_failed_backend, only_rate_limited, ordered, excluded)
+        if record.attempts:  # the answer reached upstreams, so it says how often (DESIGN 2.4)
+            overhead_ms = (time.perf_counter() - call.started) * 1000.0 - call.upstream_ms
+            error.extra_headers["x-gateway-attempts"] = str(len(record.attempts))
+            error.extra_headers["x-gateway-overhead-ms"] = f"{max(overhead_ms, 0.0):.2f}"
+        raise error
 
     def _wait_budget(
         self,
@@ -248,7 +253,6 @@ class Proxy:
                 stream=call.stream,
                 header_timeout_s=backend.timeout,
                 first_token_timeout_s=settings.first_token_timeout,
-                idle_timeout_s=settings.stream_idle_timeout,
             )
         except asyncio.CancelledError:
             self.state.breakers.release_probe(backend.name)  # the client left: no verdict on the backend

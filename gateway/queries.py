@@ -10,6 +10,7 @@ import aiosqlite
 import orjson
 
 from gateway.db import fetch_all
+from gateway.histogram import LatencyKey, fold_latency
 from gateway.records import HOURLY_COUNTERS, HourKey, RequestRecord, iso_ts
 
 _KEY_COLUMNS = ("hour", "backend", "model", "api_key")
@@ -19,6 +20,19 @@ UPSERT_HOURLY = (
     f"VALUES ({', '.join('?' for _ in _KEY_COLUMNS + HOURLY_COUNTERS)}) "
     "ON CONFLICT (hour, backend, model, api_key) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in HOURLY_COUNTERS)
+)
+
+# The daily rollup (same counters, keyed by UTC date) and latency histograms, written in the
+# same transaction as the hour buckets so the dashboard's views always agree with them.
+UPSERT_DAILY = (
+    f"INSERT INTO usage_daily (day, backend, model, api_key, {', '.join(HOURLY_COUNTERS)}) "
+    f"VALUES ({', '.join('?' for _ in _KEY_COLUMNS + HOURLY_COUNTERS)}) "
+    "ON CONFLICT (day, backend, model, api_key) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in HOURLY_COUNTERS)
+)
+UPSERT_LATENCY = (
+    "INSERT INTO latency_hourly (hour, metric, bucket, count) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (hour, metric, bucket) DO UPDATE SET count = count + excluded.count"
 )
 
 _LOG_COLUMNS = (
@@ -87,11 +101,18 @@ async def write_usage(
     hourly: Mapping[HourKey, Sequence[float]],
     records: Sequence[RequestRecord],
     last_used: Mapping[str, str],
+    latency: Mapping[LatencyKey, int] | None = None,
 ) -> None:
-    """One transaction: UPSERT hour buckets, insert the request log, stamp keys' last use."""
+    """One transaction: UPSERT hour buckets (and their daily rollup), insert the request log, stamp keys' last use.
+
+    `latency` histogram counts default to those of `records` (gateway/histogram.py).
+    """
     await conn.execute("BEGIN IMMEDIATE")
     try:
         await conn.executemany(UPSERT_HOURLY, [(*key, *counters) for key, counters in hourly.items()])
+        await conn.executemany(UPSERT_DAILY, [(key[0][:10], *key[1:], *counters) for key, counters in hourly.items()])
+        latency_counts = fold_latency(records) if latency is None else latency
+        await conn.executemany(UPSERT_LATENCY, [(*key, n) for key, n in latency_counts.items()])
         await conn.executemany(INSERT_LOG, [log_row(r) for r in records])
         await conn.executemany(
             "UPDATE client_keys SET last_used_at = ? WHERE name = ? AND (last_used_at IS NULL OR last_used_at < ?)",

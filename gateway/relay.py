@@ -22,6 +22,8 @@ from gateway.errors import error_body
 from gateway.usage import SSEEvent, SSEParser, Usage, is_usage_only_chunk, usage_from_event
 
 _DONE = b"data: [DONE]\n\n"
+# Terminal events of the Responses API, which ends a stream with one of them instead of [DONE].
+_RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
 
 
 @dataclass(slots=True)
@@ -54,8 +56,10 @@ class StreamRelay:
         wants_usage: bool,
         headers: list[tuple[bytes, bytes]],
         on_end: Callable[[StreamTally], None],
+        idle_timeout_s: float,
     ) -> None:
         self.endpoint = endpoint
+        self.idle_timeout_s = idle_timeout_s
         self.response = response
         self.parser = parser
         self.first_events = first_events
@@ -88,28 +92,34 @@ class StreamRelay:
         if out:
             await self._send(send, out)
         content = self.response.content
+        loop = asyncio.get_running_loop()
         try:
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    break
-                events = self.parser.feed(chunk)
-                if events:
-                    out = self._filter(events)
-                    if out:
-                        await self._send(send, out)
+            async with asyncio.timeout(None) as idle:
+                while True:
+                    # Only the wait on the upstream counts as silence; a slow client is not a stall.
+                    idle.reschedule(loop.time() + self.idle_timeout_s)
+                    chunk = await content.readany()
+                    idle.reschedule(None)
+                    if not chunk:
+                        break
+                    events = self.parser.feed(chunk)
+                    if events:
+                        out = self._filter(events)
+                        if out:
+                            await self._send(send, out)
             tail = self.parser.flush()
             if tail is not None:
                 out = self._filter([tail])
                 if out:
                     await self._send(send, out)
-            if not self.tally.saw_done and self.endpoint != "responses":
-                if self.tally.saw_finish:
-                    # Ended cleanly without [DONE]: finalise at once so the client does not wait.
-                    await self._send(send, _DONE)
-                else:
-                    self.tally.error = "upstream stream ended before the answer was complete"
-                    await self._send(send, stream_error_event(self.tally.error, "stream_incomplete"))
+            sends_done = self.endpoint != "responses"  # the Responses API ends with an event instead
+            if not (self.tally.saw_finish or (sends_done and self.tally.saw_done)):
+                # Ended cleanly but unfinished: say so, never a truncated answer that looks complete.
+                self.tally.error = "upstream stream ended before the answer was complete"
+                await self._send(send, stream_error_event(self.tally.error, "stream_incomplete"))
+            elif sends_done and not self.tally.saw_done:
+                # Finished without [DONE]: finalise at once so the client does not wait for it.
+                await self._send(send, _DONE)
         except TimeoutError:
             self.tally.error = "upstream stream stalled past stream_idle_timeout"
             await self._send(send, stream_error_event(self.tally.error, "stream_stalled"))
@@ -149,7 +159,7 @@ class StreamRelay:
                             continue
                 if b'"finish_reason":"' in data or b'"finish_reason": "' in data:
                     tally.saw_finish = True
-                elif self.endpoint == "responses" and event.event in ("response.completed", "response.incomplete"):
+                elif self.endpoint == "responses" and event.event in _RESPONSE_ENDS:
                     tally.saw_finish = True
                 if "error" in chunk and tally.error is None:
                     tally.error = "upstream sent an error event mid-stream"

@@ -93,9 +93,14 @@ async def send(
     stream: bool,
     header_timeout_s: float,
     first_token_timeout_s: float,
-    idle_timeout_s: float,
 ) -> Answer:
-    """POST to a backend and classify the answer; a 2xx stream is left open after its first event."""
+    """POST to a backend and classify the answer; a 2xx stream is left open after its first event.
+
+    The wait for headers (and a non-stream body) is bounded by `header_timeout_s`, a stream's
+    first event by `first_token_timeout_s`; silence later in a stream is the relay's business.
+    No socket read timeout is set: it would cut a slow non-stream answer at the stream idle
+    limit, and a slow first token (reasoning models) before `first_token_timeout_s`.
+    """
     response: aiohttp.ClientResponse | None = None
     try:
         async with asyncio.timeout(header_timeout_s):
@@ -104,7 +109,6 @@ async def send(
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=idle_timeout_s),
             )
             status = response.status
             content_type = response.headers.get("content-type", "application/json")

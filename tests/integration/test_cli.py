@@ -50,7 +50,7 @@ def test_key_created_by_cli_works_and_revocation_applies_within_a_second(
             time.sleep(0.1)
 
     listing = gateway_cli("key", "list", data_dir=data_dir)
-    line = next(l for l in listing.stdout.splitlines() if l.startswith("cli-key"))
+    line = next(row for row in listing.stdout.splitlines() if row.startswith("cli-key"))
     assert line.split()[1:5] == [f"...{secret[-4:]}", "100", "5", "enabled"]
     assert secret not in listing.stdout
 
