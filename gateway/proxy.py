@@ -16,10 +16,18 @@ import aiohttp
 import orjson
 from starlette.responses import Response
 
+from gateway.config import RoutingSettings
 from gateway.cooldown import draw_jitter, retry_hint_s
 from gateway.errors import GatewayError, QuotaExceeded, RateLimited, UpstreamFailed
 from gateway.limiter import estimate_tokens
-from gateway.pools import Candidate, Limits, order_candidates, seconds_until_free, skip_reason
+from gateway.pools import (
+    Candidate,
+    Limits,
+    is_worth_waiting_for,
+    order_candidates,
+    seconds_until_free,
+    skip_reason,
+)
 from gateway.records import Attempt, RequestRecord
 from gateway.registry import ClientKey, Registry
 from gateway.routing import RoutingState
@@ -49,6 +57,7 @@ class Call:
     record: RequestRecord
     upstream_ms: float = 0.0  # time spent waiting on upstreams
     attempt_started: float = 0.0  # monotonic start of the latest attempt
+    deadline: float = 0.0  # monotonic time after which no attempt starts (request_deadline)
     bodies: dict[str, bytes] = field(default_factory=dict)
 
     def body_for(self, upstream_model: str) -> bytes:
@@ -118,7 +127,8 @@ class Proxy:
         only_rate_limited = True  # every obstacle so far was a 429, a cooldown or an empty bucket
         waited_s = 0.0
         record = call.record
-        while attempts_left > 0:
+        call.deadline = request_deadline(call.now, ordered, settings)
+        while attempts_left > 0 and time.monotonic() < call.deadline:
             now = time.monotonic()
             wait_for_primary_s: float | None = None
             for index, cand in enumerate(ordered):
@@ -156,13 +166,13 @@ class Proxy:
                         break
                     last_failure, last_failed_backend = answer, name
                     only_rate_limited = only_rate_limited and answer.kind == "429"
-                    if answer.retry_same and not retried and attempts_left > 0:
+                    if answer.retry_same and not retried and attempts_left > 0 and self._is_closed(name, now):
                         retried = True
                         continue  # rule 5: one more try on the same backend for a reset, 500 or 502
                     if answer.kind in _EXCLUDING:
                         excluded.add(name)
                     break
-                if attempts_left <= 0:
+                if attempts_left <= 0 or now >= call.deadline:
                     break
             if attempts_left <= 0:
                 break
@@ -170,7 +180,7 @@ class Proxy:
                 wait_s: float | None = max(wait_for_primary_s, 0.005)
             else:
                 wait_s = self._wait_budget(ordered, excluded, refused_models, now, estimated, waited_s)
-            if wait_s is None:
+            if wait_s is None or now + wait_s >= call.deadline:
                 break
             await asyncio.sleep(wait_s)
             waited_s += wait_s
@@ -198,7 +208,9 @@ class Proxy:
         frees = [
             seconds_until_free(c.name, now, limits, estimated)
             for c in ordered
-            if c.name not in excluded and c.upstream_model not in refused_models
+            if c.name not in excluded
+            and c.upstream_model not in refused_models
+            and is_worth_waiting_for(c.name, limits)
         ]
         if not frees:
             return None
@@ -251,7 +263,8 @@ class Proxy:
                 call.body_for(cand.upstream_model),
                 headers,
                 stream=call.stream,
-                header_timeout_s=backend.timeout,
+                # The overall deadline shortens the last attempts, never the first one.
+                header_timeout_s=max(min(backend.timeout, call.deadline - time.monotonic()), 0.001),
                 first_token_timeout_s=settings.first_token_timeout,
             )
         except asyncio.CancelledError:
@@ -268,6 +281,10 @@ class Proxy:
             self.state.in_flight[backend.name] -= 1  # a stream that is not relayed ends here
         call.record.attempts.append(Attempt(backend.name, cand.upstream_model, answer.status, answer.kind, ms))
         return answer
+
+    def _is_closed(self, name: str, now: float) -> bool:
+        """False once this failure opened the circuit: then not even the one same-backend retry goes."""
+        return self.state.breakers.state(name, now) == "closed"
 
     def _on_success(self, name: str, started_at: float) -> None:
         self.state.cooldowns.on_success(name, started_at)
@@ -292,6 +309,16 @@ class Proxy:
             state.breakers.release_probe(name)
 
 
+def request_deadline(now: float, ordered: list[Candidate], settings: RoutingSettings) -> float:
+    """When a request stops trying: two of its slowest candidate's header timeouts plus the longest wait.
+
+    Enough for a silent backend followed by a full attempt elsewhere; without it, `max_attempts`
+    silent backends would hold a client for `max_attempts` timeouts.
+    """
+    slowest_s = max((c.backend.timeout for c in ordered), default=0.0)
+    return now + 2 * slowest_s + max(settings.queue_timeout, settings.fallback_after)
+
+
 def _primary_free_in(
     primaries: list[Candidate], excluded: set[str], now: float, limits: Limits, estimated: int
 ) -> float | None:
@@ -299,7 +326,7 @@ def _primary_free_in(
     frees = [
         seconds_until_free(c.name, now, limits, estimated)
         for c in primaries
-        if c.backend.pool == "primary" and c.name not in excluded
+        if c.backend.pool == "primary" and c.name not in excluded and is_worth_waiting_for(c.name, limits)
     ]
     positive = [f for f in frees if f > 0]
     return min(positive) if positive else None

@@ -9,7 +9,7 @@ from gateway.backends import BackendSpec, ModelRoute
 from gateway.breaker import CircuitBreakers
 from gateway.cooldown import Cooldowns
 from gateway.limiter import TokenBucket
-from gateway.pools import Limits, order_candidates, seconds_until_free, skip_reason
+from gateway.pools import Limits, is_worth_waiting_for, order_candidates, seconds_until_free, skip_reason
 
 
 def backend(name: str, pool: str = "primary", priority: int = 0, weight: int = 1, **kw) -> BackendSpec:
@@ -73,3 +73,29 @@ def test_open_circuit_skips_then_allows_a_single_probe() -> None:
     assert skip_reason("a", 1.0, lim, 1) == "circuit"
     assert skip_reason("a", 5.0, lim, 1) is None  # the probe
     assert skip_reason("a", 5.0, lim, 1) == "circuit"  # only one probe at a time
+
+
+def test_rate_limits_are_worth_waiting_for_but_open_circuits_are_not() -> None:
+    lim = limits(a=TokenBucket.per_minute(1, now=0.0))
+    lim.cooldowns.on_rate_limited("b", now=0.0, hint_s=1.0, jitter=0.0)
+    assert skip_reason("a", 0.0, lim, 1) is None
+    assert is_worth_waiting_for("a", lim)  # empty bucket
+    assert is_worth_waiting_for("b", lim)  # cooling down
+    lim.breakers.on_failure("c", 0.0)
+    assert is_worth_waiting_for("c", lim)  # one failure: still closed
+    lim.breakers.on_failure("c", 0.0)
+    assert not is_worth_waiting_for("c", lim)  # open
+    assert skip_reason("c", 5.0, lim, 1) is None  # the half-open probe goes...
+    assert not is_worth_waiting_for("c", lim)  # ...and others do not wait for its verdict
+    lim.breakers.on_success("c")
+    assert is_worth_waiting_for("c", lim)
+
+
+def test_request_deadline_allows_a_silent_backend_then_a_full_attempt() -> None:
+    from gateway.config import RoutingSettings
+    from gateway.pools import Candidate
+    from gateway.proxy import request_deadline
+
+    ordered = [Candidate(backend("a", timeout=10.0), "m"), Candidate(backend("b", timeout=4.0), "m")]
+    settings = RoutingSettings(queue_timeout=2.0, fallback_after=3.0)
+    assert request_deadline(100.0, ordered, settings) == 100.0 + 2 * 10.0 + 3.0
