@@ -86,3 +86,12 @@ def seconds_until_free(name: str, now: float, limits: Limits, estimated_tokens: 
     if open_until is not None:
         waits.append(open_until - now)
     return max(0.0, *waits)
+
+
+def is_worth_waiting_for(name: str, limits: Limits) -> bool:
+    """Whether a skipped backend may be waited for (rules 8 and 9): rate limits yes, circuits no.
+
+    A cooldown or an empty bucket ends on its own and the request then succeeds; a circuit
+    opened on failures, and a request that waited for its probe would most likely fail too.
+    """
+    return limits.breakers.open_until(name) is None

@@ -40,6 +40,7 @@ class GatewayServer:
         self._loop = asyncio.new_event_loop()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._clients: list[openai.OpenAI] = []  # closed on stop: an unclosed one warns when collected
         self.port = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -67,6 +68,9 @@ class GatewayServer:
         self._loop.close()
 
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=30)
@@ -110,7 +114,9 @@ class GatewayServer:
     def client(self, key: str, **kwargs: Any) -> openai.OpenAI:
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("timeout", 30)
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, **kwargs)
+        client = openai.OpenAI(base_url=self.url + "/v1", api_key=key, **kwargs)
+        self._clients.append(client)
+        return client
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Read the real SQLite file from another connection, as an operator would."""
