@@ -205,6 +205,8 @@ class ClientEndpoint:
 
         def on_end(tally: StreamTally) -> None:
             gateway.routing.in_flight[backend.name] -= 1
+            if tally.invalid_events:
+                gateway.metrics.invalid_events.labels(backend.name).inc(tally.invalid_events)
             record.error = tally.error
             self._finish(gateway, call, backend.name, tally.usage, overhead_ms)
 

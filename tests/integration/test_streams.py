@@ -167,6 +167,9 @@ def test_a_malformed_event_is_dropped_and_not_forwarded(
     assert b"{not json" not in b"".join(events)
     assert events[-1] == b"[DONE]"
     assert all(json.loads(event) for event in events[:-1])
+    # ...and counted where an operator can see it.
+    counted = 'gateway_stream_invalid_events_total{backend="primary"} 2.0'
+    poll(lambda: counted in gateway.admin("GET", "/metrics").text, 2)
 
 
 def test_a_stream_without_done_is_finalised_at_once(
