@@ -29,7 +29,10 @@ class Metrics:
             "gateway_requests", "Client requests by answering backend, model and outcome", ["backend", "model", "outcome"], registry=r
         )
         self.refused = Counter(
-            "gateway_refused_requests", "Client requests refused as bad input (key, body, model), by status", ["status"], registry=r
+            "gateway_refused_requests",
+            "Client requests refused as bad input (key, body, model), by status",
+            ["status"],
+            registry=r,
         )
         self.attempts = Counter(
             "gateway_upstream_attempts", "Upstream attempts by backend and result kind", ["backend", "kind"], registry=r
@@ -45,6 +48,12 @@ class Metrics:
         )
         self.tokens = Counter("gateway_tokens", "Tokens by backend, model and kind", ["backend", "model", "kind"], registry=r)
         self.cost = Counter("gateway_cost_usd", "Cost in USD by backend and model", ["backend", "model"], registry=r)
+        self.invalid_events = Counter(
+            "gateway_stream_invalid_events",
+            "Stream events that were not valid JSON, dropped instead of forwarded",
+            ["backend"],
+            registry=r,
+        )
 
     def observe(self, rec: RequestRecord) -> None:
         outcome = "ok" if rec.status < 400 and rec.error is None else ("error_" + str(rec.status))
