@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 DATA   ?= ./data
 
-.PHONY: install install-test run test test-fast lint fmt check bench demo clean
+.PHONY: install install-test run test test-fast lint fmt check bench bench-dashboard demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,11 +45,18 @@ fmt: install-test
 
 check: lint test
 
+# BENCH_ARGS: e.g. --quick, or --reps 5 --mem-rounds 10 (python -m bench --help)
 bench: install-test
-	$(BIN)/python -m bench
+	scripts/ensure-wrk
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 demo: install-test
 	$(BIN)/gateway demo
+
+# A year of synthetic usage (10 backends, 30 models, 20 keys) in ./demo-data, then the dashboard's render times.
+bench-dashboard: install-test
+	test -f demo-data/gateway.db || $(BIN)/python scripts/make_demo_data.py --data-dir demo-data
+	$(BIN)/python scripts/measure_dashboard.py --data-dir demo-data
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -116,6 +116,67 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     PRIMARY KEY (day, backend, model, api_key)
 ) WITHOUT ROWID;
 
+-- Coarser rollups, same counters, written in the same transaction: per month (the usage page's
+-- long ranges read whole months here and only the partial months at the edges from usage_daily)
+-- and one row per day over everything (the 365-day activity chart, the month's cost).
+CREATE TABLE IF NOT EXISTS usage_monthly (
+    month             TEXT NOT NULL,           -- "2026-11"
+    backend           TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    api_key           TEXT NOT NULL,
+    requests          INTEGER NOT NULL DEFAULT 0,
+    failed_requests   INTEGER NOT NULL DEFAULT 0,
+    errors            INTEGER NOT NULL DEFAULT 0,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cached_tokens     INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens  INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL NOT NULL DEFAULT 0,
+    unpriced          INTEGER NOT NULL DEFAULT 0,
+    latency_ms_sum    REAL NOT NULL DEFAULT 0,
+    ttft_ms_sum       REAL NOT NULL DEFAULT 0,
+    ttft_count        INTEGER NOT NULL DEFAULT 0,
+    streams           INTEGER NOT NULL DEFAULT 0,
+    fallbacks         INTEGER NOT NULL DEFAULT 0,
+    errors_429        INTEGER NOT NULL DEFAULT 0,
+    errors_5xx        INTEGER NOT NULL DEFAULT 0,
+    errors_timeout    INTEGER NOT NULL DEFAULT 0,
+    errors_connect    INTEGER NOT NULL DEFAULT 0,
+    errors_auth       INTEGER NOT NULL DEFAULT 0,
+    skips_cooldown    INTEGER NOT NULL DEFAULT 0,
+    skips_bucket      INTEGER NOT NULL DEFAULT 0,
+    skips_circuit     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (month, backend, model, api_key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS usage_day_totals (
+    day               TEXT NOT NULL PRIMARY KEY,  -- "2026-11-22"
+    requests          INTEGER NOT NULL DEFAULT 0,
+    failed_requests   INTEGER NOT NULL DEFAULT 0,
+    errors            INTEGER NOT NULL DEFAULT 0,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cached_tokens     INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens  INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL NOT NULL DEFAULT 0,
+    unpriced          INTEGER NOT NULL DEFAULT 0,
+    latency_ms_sum    REAL NOT NULL DEFAULT 0,
+    ttft_ms_sum       REAL NOT NULL DEFAULT 0,
+    ttft_count        INTEGER NOT NULL DEFAULT 0,
+    streams           INTEGER NOT NULL DEFAULT 0,
+    fallbacks         INTEGER NOT NULL DEFAULT 0,
+    errors_429        INTEGER NOT NULL DEFAULT 0,
+    errors_5xx        INTEGER NOT NULL DEFAULT 0,
+    errors_timeout    INTEGER NOT NULL DEFAULT 0,
+    errors_connect    INTEGER NOT NULL DEFAULT 0,
+    errors_auth       INTEGER NOT NULL DEFAULT 0,
+    skips_cooldown    INTEGER NOT NULL DEFAULT 0,
+    skips_bucket      INTEGER NOT NULL DEFAULT 0,
+    skips_circuit     INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
 -- Latency histograms of successful requests per hour (gateway/histogram.py: quarter-octave
 -- buckets), so the dashboard shows median and p95 without reading the request log.
 CREATE TABLE IF NOT EXISTS latency_hourly (

@@ -18,7 +18,7 @@ from gateway import db, queries
 from gateway.backends import BACKEND_FIELDS, InvalidBackend, validate_backend_fields
 from gateway.client_api import error_response
 from gateway.errors import BadRequest, Conflict, GatewayError, NotFound, Unauthorized, UpstreamFailed
-from gateway.pricing import BUILTIN_PRICES, find_price, validate_price
+from gateway.pricing import BUILTIN_PRICES, InvalidPrice, find_price, validate_price
 from gateway.registry import backend_columns
 from gateway.status import backend_status
 from gateway.tokens import hash_secret, last4, new_client_key
@@ -294,8 +294,8 @@ async def put_pricing(request: Request, gateway: Gateway) -> Any:
         raise BadRequest("model must be 1-200 characters", param="model")
     try:
         price = validate_price(await json_body(request))
-    except ValueError as e:
-        raise BadRequest(str(e)) from None
+    except InvalidPrice as e:
+        raise BadRequest(str(e), param=e.field) from None
     sql = db.upsert_price_sql(
         model, price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok, time.time()
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import logging
@@ -48,6 +49,7 @@ class Gateway:
         self.started_wall = time.time()
         self.first_start = FirstStart()
         self.admin_token_hash: str | None = None
+        self.session_secret = b""  # signs dashboard sessions (gateway/web_auth.py); loaded by start()
         self.metrics = Metrics()
         self._tasks: list[asyncio.Task[None]] = []
         # Set by start():
@@ -65,6 +67,7 @@ class Gateway:
         self.reader = await db.connect(settings.db_path)
         self.first_start = await ensure_secrets(self.writer, settings)
         self.admin_token_hash = await db.get_setting(self.writer, "admin_token_hash")
+        self.session_secret = base64.b64decode(await db.get_setting(self.writer, "session_secret") or "")
         await upsert_config_backends(self.writer, self.sealer, settings.backends)
         await self.reload()
         now, wall_now = time.monotonic(), time.time()
@@ -203,9 +206,15 @@ def create_app(
             await gateway.stop()
 
     from gateway.admin import admin_routes
+    from gateway.dashboard import Dashboard
+    from gateway.web_auth import SecurityHeaders
 
-    app = Starlette(routes=[*client_routes(), *admin_routes(), *(extra_routes or [])], lifespan=lifespan)
+    dashboard = Dashboard()
+    routes = [*client_routes(), *admin_routes(), *dashboard.routes(), *(extra_routes or [])]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
+    app.state.session_check = dashboard.session_check
     hosts = allowed_hosts(settings)
     app.add_middleware(HostCheck, allowed=lambda: hosts)
+    app.add_middleware(SecurityHeaders)  # outermost: refusals by HostCheck carry the headers too
     return app

@@ -94,9 +94,13 @@ ROUTING_FIELDS: dict[str, tuple[str, float]] = {
 _FILE_SECTIONS = {"server", "usage", "routing", "backends"}
 
 
+def _show(value: object) -> str:
+    return f"'{value}'" if isinstance(value, str) else repr(value)
+
+
 def _convert(where: str, value: object, kind: str, minimum: float | None, *, from_text: bool) -> object:
     """Turn a raw value (a string when from the environment or a flag) into the setting's type."""
-    show = f"'{value}'" if isinstance(value, str) else repr(value)
+    show = _show(value)
 
     def bad(expected: str) -> ConfigError:
         return ConfigError(f"{where} has value {show}; expected {expected}")
@@ -160,26 +164,35 @@ def read_config_file(path: Path) -> dict[str, object]:
 
 def _file_values(path: Path, document: Mapping[str, object], environ: Mapping[str, str]) -> dict[str, object]:
     values: dict[str, object] = {}
-    for section in document:
+    for section, content in document.items():
         if section not in _FILE_SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(sorted(_FILE_SECTIONS))})")
+            sections = ", ".join(sorted(_FILE_SECTIONS))
+            if isinstance(content, Mapping | list):  # its content is not shown: it may hold an api_key
+                raise ConfigError(f"{path}: unknown section [{section}] (known: {sections})")
+            raise ConfigError(
+                f"{path}: unknown top-level key {section} = {_show(content)}; settings go in [{sections}]"
+            )
     for section in ("server", "usage"):
         table = document.get(section, {})
         if not isinstance(table, Mapping):
-            raise ConfigError(f"{path}: [{section}] must be a table")
+            raise ConfigError(f"{path}: {section} has value {_show(table)}; expected a table ([{section}])")
         known = {s.name: s for s in SETTINGS if s.section == section}
         for key, value in table.items():
             if key not in known:
-                raise ConfigError(f"{path}: unknown key {section}.{key} (known: {', '.join(sorted(known))})")
+                raise ConfigError(
+                    f"{path}: unknown key {section}.{key} = {_show(value)} (known: {', '.join(sorted(known))})"
+                )
             s = known[key]
             values[key] = _convert(f"{path}: {section}.{key}", value, s.kind, s.minimum, from_text=False)
     routing = document.get("routing", {})
     if not isinstance(routing, Mapping):
-        raise ConfigError(f"{path}: [routing] must be a table")
+        raise ConfigError(f"{path}: routing has value {_show(routing)}; expected a table ([routing])")
     routing_values: dict[str, object] = {}
     for key, value in routing.items():
         if key not in ROUTING_FIELDS:
-            raise ConfigError(f"{path}: unknown key routing.{key} (known: {', '.join(sorted(ROUTING_FIELDS))})")
+            raise ConfigError(
+                f"{path}: unknown key routing.{key} = {_show(value)} (known: {', '.join(sorted(ROUTING_FIELDS))})"
+            )
         kind, minimum = ROUTING_FIELDS[key]
         routing_values[key] = _convert(f"{path}: routing.{key}", value, kind, minimum, from_text=False)
     values["routing"] = RoutingSettings(**routing_values)  # type: ignore[arg-type]

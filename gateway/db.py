@@ -5,17 +5,20 @@ Usage reads and writes live in gateway/queries.py; SQL lives only in these two m
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 # Ordered steps from version N to N+1, for files made by older releases (index 0: 1 -> 2).
@@ -41,6 +44,20 @@ async def _add_rollups(conn: aiosqlite.Connection) -> None:
         f"INSERT INTO usage_daily (day, backend, model, api_key, {', '.join(columns)}) "
         f"SELECT substr(hour, 1, 10), backend, model, api_key, {sums} FROM usage_hourly GROUP BY 1, 2, 3, 4"
     )
+
+
+@migration
+async def _add_long_rollups(conn: aiosqlite.Connection) -> None:
+    """2 -> 3: the monthly rollup and the per-day totals, backfilled from the daily rollup."""
+    await conn.execute(_schema_table("usage_monthly"))
+    await conn.execute(_schema_table("usage_day_totals"))
+    columns = [row[1] for row in await fetch_all(conn, "PRAGMA table_info(usage_daily)")][4:]
+    names, sums = ", ".join(columns), ", ".join(f"SUM({c})" for c in columns)
+    await conn.execute(
+        f"INSERT INTO usage_monthly (month, backend, model, api_key, {names}) "
+        f"SELECT substr(day, 1, 7), backend, model, api_key, {sums} FROM usage_daily GROUP BY 1, 2, 3, 4"
+    )
+    await conn.execute(f"INSERT INTO usage_day_totals (day, {names}) SELECT day, {sums} FROM usage_daily GROUP BY 1")
 
 
 def iso_now(wall_now: float | None = None) -> str:
@@ -75,15 +92,10 @@ async def migrate(conn: aiosqlite.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"database schema version {version} is newer than this gateway ({SCHEMA_VERSION})")
     for step in MIGRATIONS[version - 1 :]:
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with write_transaction(conn):
             await step(conn)
             version += 1
             await conn.execute(f"PRAGMA user_version = {int(version)}")
-            await conn.commit()
-        except BaseException:
-            await conn.rollback()
-            raise
 
 
 async def scalar(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -97,16 +109,32 @@ async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] 
         return list(await cur.fetchall())
 
 
+# One connection runs one transaction at a time: a second BEGIN on it fails, and that
+# failure's rollback would undo the first. The usage writer and admin edits share the
+# writer connection, so every write transaction takes the connection's lock.
+_WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, all or nothing, one at a time per connection."""
+    async with _WRITE_LOCKS.setdefault(conn, asyncio.Lock()):
+        try:
+            # Inside the try: a BEGIN cancelled while it waits on a busy database may still
+            # complete, and the rollback (a no-op without a transaction) then ends it.
+            await conn.execute("BEGIN IMMEDIATE")
+            yield
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+
+
 async def transaction(conn: aiosqlite.Connection, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
     """Run statements in one write transaction; all or nothing."""
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(conn):
         for sql, params in statements:
             await conn.execute(sql, params)
-        await conn.commit()
-    except BaseException:
-        await conn.rollback()
-        raise
 
 
 # -- settings -------------------------------------------------------------------------------

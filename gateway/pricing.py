@@ -150,33 +150,42 @@ _OPTIONAL_FIELDS = ("cached_input_per_mtok",)
 _FIELDS = _REQUIRED_FIELDS + _OPTIONAL_FIELDS
 
 
+class InvalidPrice(ValueError):
+    """A price body is wrong; `field` names the offending field (None for the body itself)."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _price_value(name: str, value: object) -> float:
     # bool is an int subclass: `true` is not a price.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        raise InvalidPrice(name, f"{name} must be a non-negative number, got {value!r}")
     try:
         number = float(value)
     except OverflowError:  # an int too large for a float
         number = math.inf
     if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        raise InvalidPrice(name, f"{name} must be a non-negative number, got {value!r}")
     return number
 
 
 def validate_price(raw: object) -> Price:
-    """A Price from a decoded JSON body; ValueError naming the offending field otherwise.
+    """A Price from a decoded JSON body; InvalidPrice (a ValueError) naming the offending field otherwise.
 
     `cached_input_per_mtok` may be absent or null; unknown fields are rejected.
     """
     if not isinstance(raw, dict):
-        raise ValueError(f"price must be a JSON object, got {type(raw).__name__}")
-    unknown = sorted(repr(key) for key in raw if key not in _FIELDS)
+        raise InvalidPrice(None, f"price must be a JSON object, got {type(raw).__name__}")
+    unknown = sorted(str(key) for key in raw if key not in _FIELDS)
     if unknown:
         label = "unknown field" if len(unknown) == 1 else "unknown fields"
-        raise ValueError(f"{label} {', '.join(unknown)}; expected only {', '.join(_FIELDS)}")
+        names = ", ".join(repr(key) for key in unknown)
+        raise InvalidPrice(unknown[0], f"{label} {names}; expected only {', '.join(_FIELDS)}")
     for name in _REQUIRED_FIELDS:
         if name not in raw:
-            raise ValueError(f"{name} is required")
+            raise InvalidPrice(name, f"{name} is required")
     cached = raw.get("cached_input_per_mtok")
     return Price(
         input_per_mtok=_price_value("input_per_mtok", raw["input_per_mtok"]),

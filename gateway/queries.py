@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import aiosqlite
 import orjson
 
-from gateway.db import fetch_all
+from gateway.db import fetch_all, write_transaction
 from gateway.histogram import LatencyKey, fold_latency
 from gateway.records import HOURLY_COUNTERS, HourKey, RequestRecord, iso_ts
 
@@ -22,14 +22,25 @@ UPSERT_HOURLY = (
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in HOURLY_COUNTERS)
 )
 
-# The daily rollup (same counters, keyed by UTC date) and latency histograms, written in the
-# same transaction as the hour buckets so the dashboard's views always agree with them.
-UPSERT_DAILY = (
-    f"INSERT INTO usage_daily (day, backend, model, api_key, {', '.join(HOURLY_COUNTERS)}) "
-    f"VALUES ({', '.join('?' for _ in _KEY_COLUMNS + HOURLY_COUNTERS)}) "
-    "ON CONFLICT (day, backend, model, api_key) DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in HOURLY_COUNTERS)
+
+def _upsert_rollup(table: str, key_columns: tuple[str, ...]) -> str:
+    return (
+        f"INSERT INTO {table} ({', '.join(key_columns + HOURLY_COUNTERS)}) "
+        f"VALUES ({', '.join('?' for _ in key_columns + HOURLY_COUNTERS)}) "
+        f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET "
+        + ", ".join(f"{c} = {c} + excluded.{c}" for c in HOURLY_COUNTERS)
+    )
+
+
+# Rollups of the hour buckets (same counters) and latency histograms, written in the same
+# transaction as the hour buckets so the dashboard's views always agree with them. Each entry:
+# table, its key columns, and how an hour key (hour, backend, model, api_key) maps to its key.
+ROLLUPS: tuple[tuple[str, tuple[str, ...], Callable[[HourKey], tuple[str, ...]]], ...] = (
+    ("usage_daily", ("day", "backend", "model", "api_key"), lambda k: (k[0][:10], k[1], k[2], k[3])),
+    ("usage_monthly", ("month", "backend", "model", "api_key"), lambda k: (k[0][:7], k[1], k[2], k[3])),
+    ("usage_day_totals", ("day",), lambda k: (k[0][:10],)),
 )
+UPSERT_ROLLUPS = {table: _upsert_rollup(table, columns) for table, columns, _ in ROLLUPS}
 UPSERT_LATENCY = (
     "INSERT INTO latency_hourly (hour, metric, bucket, count) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (hour, metric, bucket) DO UPDATE SET count = count + excluded.count"
@@ -68,7 +79,10 @@ INSERT_LOG = (
 def log_row(rec: RequestRecord) -> tuple[Any, ...]:
     u = rec.usage
     chain = orjson.dumps(
-        [{"backend": a.backend, "model": a.model, "status": a.status, "kind": a.kind, "ms": round(a.ms, 2)} for a in rec.attempts]
+        [
+            {"backend": a.backend, "model": a.model, "status": a.status, "kind": a.kind, "ms": round(a.ms, 2)}
+            for a in rec.attempts
+        ]
     ).decode()
     return (
         rec.request_id,
@@ -107,10 +121,10 @@ async def write_usage(
 
     `latency` histogram counts default to those of `records` (gateway/histogram.py).
     """
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(conn):
         await conn.executemany(UPSERT_HOURLY, [(*key, *counters) for key, counters in hourly.items()])
-        await conn.executemany(UPSERT_DAILY, [(key[0][:10], *key[1:], *counters) for key, counters in hourly.items()])
+        for table, _, key_of in ROLLUPS:
+            await conn.executemany(UPSERT_ROLLUPS[table], rollup_rows(hourly, key_of))
         latency_counts = fold_latency(records) if latency is None else latency
         await conn.executemany(UPSERT_LATENCY, [(*key, n) for key, n in latency_counts.items()])
         await conn.executemany(INSERT_LOG, [log_row(r) for r in records])
@@ -118,20 +132,26 @@ async def write_usage(
             "UPDATE client_keys SET last_used_at = ? WHERE name = ? AND (last_used_at IS NULL OR last_used_at < ?)",
             [(ts, name, ts) for name, ts in last_used.items()],
         )
-        await conn.commit()
-    except BaseException:
-        await conn.rollback()
-        raise
+
+
+def rollup_rows(
+    hourly: Mapping[HourKey, Sequence[float]], key_of: Callable[[HourKey], tuple[str, ...]]
+) -> list[tuple[Any, ...]]:
+    """Hour-bucket rows summed under a coarser key (a day, a month...)."""
+    sums: dict[tuple[str, ...], list[float]] = {}
+    for key, counters in hourly.items():
+        found = sums.get(coarse := key_of(key))
+        if found is None:
+            sums[coarse] = list(counters)
+        else:
+            for i, value in enumerate(counters):
+                found[i] += value
+    return [(*key, *counters) for key, counters in sums.items()]
 
 
 async def prune_request_log(conn: aiosqlite.Connection, before_iso: str) -> int:
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with write_transaction(conn):
         cur = await conn.execute("DELETE FROM request_log WHERE ts < ?", (before_iso,))
-        await conn.commit()
-    except BaseException:
-        await conn.rollback()
-        raise
     return cur.rowcount
 
 
@@ -149,7 +169,9 @@ GROUPINGS = {
 
 
 async def usage_summary(conn: aiosqlite.Connection, start_hour: str, end_hour: str) -> dict[str, Any]:
-    rows = await fetch_all(conn, f"SELECT {_SUMS} FROM usage_hourly WHERE hour >= ? AND hour < ?", (start_hour, end_hour))
+    rows = await fetch_all(
+        conn, f"SELECT {_SUMS} FROM usage_hourly WHERE hour >= ? AND hour < ?", (start_hour, end_hour)
+    )
     return dict(rows[0])
 
 
@@ -214,7 +236,9 @@ async def list_requests(
     sql_where = f"WHERE {' AND '.join(where)}" if where else ""
     total_rows = await fetch_all(conn, f"SELECT COUNT(*) FROM request_log {sql_where}", params)
     rows = await fetch_all(
-        conn, f"SELECT * FROM request_log {sql_where} ORDER BY ts DESC, rowid DESC LIMIT ? OFFSET ?", [*params, limit, offset]
+        conn,
+        f"SELECT * FROM request_log {sql_where} ORDER BY ts DESC, rowid DESC LIMIT ? OFFSET ?",
+        [*params, limit, offset],
     )
     return [request_dict(r) for r in rows], int(total_rows[0][0])
 

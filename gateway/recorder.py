@@ -45,17 +45,18 @@ class UsageRecorder:
         self._max_pending = max_pending
         self._pending: list[RequestRecord] = []
         self._retry: list[RequestRecord] = []  # a batch whose write failed, kept in order
+        self._writing = 0  # records of the flush in progress: not written until it commits
         self._lock = asyncio.Lock()
         self._on_record = on_record
         self.stats = RecorderStats()
 
     @property
     def backlog(self) -> int:
-        return len(self._pending) + len(self._retry)
+        return len(self._pending) + len(self._retry) + self._writing
 
     def record(self, rec: RequestRecord) -> None:
         """Called on the request path: O(1), no I/O."""
-        if len(self._pending) + len(self._retry) >= self._max_pending:
+        if self.backlog >= self._max_pending:
             self.stats.dropped += 1
             return
         self._pending.append(rec)
@@ -76,6 +77,7 @@ class UsageRecorder:
                     ts = iso_ts(rec.wall_ts)
                     if ts > last_used.get(rec.api_key, ""):
                         last_used[rec.api_key] = ts
+            self._writing = len(batch)
             try:
                 await queries.write_usage(self._conn, fold_hourly(batch), batch, last_used)
             except (sqlite3.Error, OSError) as e:
@@ -84,6 +86,8 @@ class UsageRecorder:
                 self.stats.last_error = f"{type(e).__name__}: {e}"
                 log.warning("usage flush failed (%d records kept for retry): %s", len(batch), self.stats.last_error)
                 return False
+            finally:
+                self._writing = 0
             self.stats.written += len(batch)
             self.stats.last_error = None
             return True
@@ -92,4 +96,7 @@ class UsageRecorder:
         """Flush every interval until cancelled; the caller flushes once more on shutdown."""
         while True:
             await asyncio.sleep(self._interval_s)
-            await self.flush()
+            # Shielded: a shutdown that cancels this loop must not cut a write half-way, which
+            # would lose its batch and could leave the connection inside a transaction. The
+            # final flush waits for this one on the lock.
+            await asyncio.shield(self.flush())

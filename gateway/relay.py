@@ -124,6 +124,12 @@ class StreamRelay:
             self.tally.error = "upstream stream stalled past stream_idle_timeout"
             await self._send(send, stream_error_event(self.tally.error, "stream_stalled"))
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+            # Whole events the upstream sent before the cut still belong to the client.
+            events = self.parser.feed(_salvage(self.response.content))
+            if events:
+                out = self._filter(events)
+                if out:
+                    await self._send(send, out)
             self.tally.error = f"upstream stream was cut ({type(e).__name__})"
             await self._send(send, stream_error_event(self.tally.error, "stream_cut"))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -165,6 +171,23 @@ class StreamRelay:
                     tally.error = "upstream sent an error event mid-stream"
             parts.append(event.raw)
         return b"".join(parts)
+
+
+def _salvage(content: aiohttp.StreamReader) -> bytes:
+    """Bytes already buffered when the connection broke.
+
+    aiohttp's readany() raises the stored error before returning what it had buffered
+    (aiohttp/streams.py), so the last events before a cut would be lost without this.
+    `_read_nowait` is private; if it ever goes away we only lose that tail again.
+    """
+    read_nowait = getattr(content, "_read_nowait", None)
+    if read_nowait is None:
+        return b""
+    try:
+        data = read_nowait(-1)
+    except (aiohttp.ClientError, RuntimeError):
+        return b""
+    return data if isinstance(data, bytes) else b""
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

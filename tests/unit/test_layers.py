@@ -7,8 +7,23 @@ from pathlib import Path
 
 import pytest
 
-CORE = ["backends", "breaker", "config", "cooldown", "crypto", "errors", "limiter", "pools", "pricing", "records",
-        "tokens", "usage"]
+CORE = [
+    "backends",
+    "breaker",
+    "charts",
+    "config",
+    "cooldown",
+    "crypto",
+    "errors",
+    "formats",
+    "histogram",
+    "limiter",
+    "pools",
+    "pricing",
+    "records",
+    "tokens",
+    "usage",
+]
 SHELL_LIBRARIES = {"aiohttp", "httpx", "aiosqlite", "starlette", "jinja2", "uvicorn", "asyncio", "sqlite3"}
 
 
