@@ -133,7 +133,7 @@ async def _offline(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "key":
             return await _key_command(conn, args)
-        return await _backend_list(conn)
+        return await _backend_list(conn, _live_status(settings))
     finally:
         await conn.close()
 
@@ -170,7 +170,33 @@ async def _key_command(conn: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _backend_list(conn: Any) -> int:
+def _live_status(settings: Settings) -> dict[str, dict[str, Any]] | None:
+    """A running gateway's /api/status, when GATEWAY_ADMIN_TOKEN is set and it answers; else None."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    if not settings.admin_token:
+        return None
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    request = urllib.request.Request(
+        f"http://{host}:{settings.port}/api/status", headers={"authorization": f"Bearer {settings.admin_token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=1.0) as response:
+            rows = json.load(response)["data"]
+    except (OSError, ValueError, KeyError, urllib.error.URLError):
+        return None
+    return {row["name"]: row for row in rows}
+
+
+def _state_label(state: str, until_iso: str | None) -> str:
+    label = "cooling" if state == "rate_limited" else state
+    return f"{label} until {until_iso[11:19]}Z" if until_iso and label != "ok" else label
+
+
+async def _backend_list(conn: Any, live: dict[str, dict[str, Any]] | None) -> int:
+    """Live state from the running gateway when reachable; else the cooldowns it last saved."""
     models: dict[str, list[str]] = {}
     for m in await db.list_backend_models(conn):
         label = m["name"] if m["name"] == m["upstream"] else f"{m['name']}->{m['upstream']}"
@@ -180,9 +206,11 @@ async def _backend_list(conn: Any) -> int:
     wall_now = time.time()
     for r in await db.list_backend_rows(conn):
         cd = cooldowns.get(r["name"])
-        if cd is not None and cd["until_ts"] > wall_now:
-            label = "cooling" if cd["reason"] == "rate_limited" else cd["reason"]
-            state = f"{label} until {time.strftime('%H:%M:%SZ', time.gmtime(cd['until_ts']))}"
+        if live is not None and r["name"] in live:
+            state = _state_label(live[r["name"]]["state"], live[r["name"]]["cooldown_until"])
+        elif cd is not None and cd["until_ts"] > wall_now:
+            until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cd["until_ts"]))
+            state = _state_label(cd["reason"], until) + " (saved)"
         else:
             state = "ok"
         table.append(

@@ -101,3 +101,18 @@ def test_backend_list_shows_pool_models_limits_and_state(tmp_path: Path, cooling
     row = next(line for line in listing.stdout.splitlines() if line.startswith("alpha"))
     assert row.split()[:4] == ["alpha", "fallback", "m1,fast->m2", "60"]
     assert ("cooling until" in row) is cooling
+
+
+def test_backend_list_reads_live_state_from_a_running_gateway(gateway: GatewayServer, fake: FakeUpstream) -> None:
+    from tests.fakes import Reply
+    from tests.servers import ADMIN_TOKEN
+
+    gateway.add_backend("live", fake.url, ["gpt-4o-mini"])
+    key = gateway.new_key("k")
+    fake.enqueue(Reply.error(401, code="invalid_api_key"))
+    with pytest.raises(openai.APIStatusError):
+        gateway.client(key).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    env = {"GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN, "GATEWAY_PORT": str(gateway.port)}
+    listing = gateway_cli("backend", "list", data_dir=gateway.settings.data_dir, env=env)
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("live"))
+    assert "credential_rejected until" in row and "(saved)" not in row
