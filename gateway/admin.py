@@ -78,7 +78,9 @@ def backend_view(row: sqlite3.Row, models: list[Mapping[str, str]]) -> dict[str,
     return {
         "name": row["name"],
         "base_url": row["base_url"],
-        "api_key": f"...{row['api_key_last4']}" if row["api_key_last4"] else ("(set)" if row["api_key_sealed"] else None),
+        "api_key": f"...{row['api_key_last4']}"
+        if row["api_key_last4"]
+        else ("(set)" if row["api_key_sealed"] else None),
         "pool": row["pool"],
         "models": models,
         "rpm": row["rpm"],
@@ -214,7 +216,9 @@ def key_view(row: sqlite3.Row, spent: float) -> dict[str, Any]:
 
 def validate_key_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > 64 or name != name.strip() or "/" in name:
-        raise BadRequest(f"name has value {name!r}; expected 1-64 characters without '/' or surrounding spaces", param="name")
+        raise BadRequest(
+            f"name has value {name!r}; expected 1-64 characters without '/' or surrounding spaces", param="name"
+        )
     return name
 
 
@@ -358,7 +362,9 @@ async def usage_summary(request: Request, gateway: Gateway) -> Any:
 async def usage_aggregate(request: Request, gateway: Gateway) -> Any:
     group_by = request.query_params.get("group_by", "model")
     if group_by not in queries.GROUPINGS:
-        raise BadRequest(f"group_by has value '{group_by}'; expected one of model, backend, key, pool", param="group_by")
+        raise BadRequest(
+            f"group_by has value '{group_by}'; expected one of model, backend, key, pool", param="group_by"
+        )
     start, end = hour_range(request, timedelta(days=30))
     rows = await queries.usage_aggregate(gateway.reader, group_by, start, end)
     return {"group_by": group_by, "start": start, "end": end, "data": rows}

@@ -174,7 +174,9 @@ def resolve_api_key(value: object, environ: Mapping[str, str]) -> str:
     return value
 
 
-def validate_backend_fields(raw: Mapping[str, object], environ: Mapping[str, str], *, partial: bool) -> dict[str, object]:
+def validate_backend_fields(
+    raw: Mapping[str, object], environ: Mapping[str, str], *, partial: bool
+) -> dict[str, object]:
     """Check each field present in `raw`; with partial=False, `name` and `base_url` are required.
 
     Returns the normalized values (api_key resolved, models as ModelRoute tuples).

@@ -73,7 +73,9 @@ async def ensure_secrets(conn: aiosqlite.Connection, settings: Settings) -> Firs
         if await db.get_key_row(conn, FIRST_KEY_NAME) is None:
             client_key = new_client_key()
             statements.append(
-                db.insert_key_sql(FIRST_KEY_NAME, hash_secret(client_key), last4(client_key), None, None, True, time.time())
+                db.insert_key_sql(
+                    FIRST_KEY_NAME, hash_secret(client_key), last4(client_key), None, None, True, time.time()
+                )
             )
     if statements:
         await db.write_config(conn, statements)

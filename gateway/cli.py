@@ -148,7 +148,9 @@ async def _key_command(conn: Any, args: argparse.Namespace) -> int:
         if not args.name.strip() or len(args.name) > 64 or "/" in args.name:
             raise CommandError("a key name has 1-64 characters and no '/'")
         secret = new_client_key()
-        sql = db.insert_key_sql(args.name, hash_secret(secret), last4(secret), args.rpm, args.budget_usd, True, time.time())
+        sql = db.insert_key_sql(
+            args.name, hash_secret(secret), last4(secret), args.rpm, args.budget_usd, True, time.time()
+        )
         await db.write_config(conn, [sql])
         print(secret)
         print(f"(key '{args.name}' created; this is the only time it is shown)", file=sys.stderr)

@@ -122,7 +122,11 @@ def _convert(where: str, value: object, kind: str, minimum: float | None, *, fro
             raise ConfigError(f"{where} decodes to {len(key)} bytes; expected 32 bytes encoded in base64")
         return key
     if kind == "bool":
-        if from_text and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        if (
+            from_text
+            and isinstance(value, str)
+            and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off")
+        ):
             return value.lower() in ("1", "true", "yes", "on")
         if isinstance(value, bool):
             return value

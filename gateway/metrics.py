@@ -26,7 +26,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "gateway_requests", "Client requests by answering backend, model and outcome", ["backend", "model", "outcome"], registry=r
+            "gateway_requests",
+            "Client requests by answering backend, model and outcome",
+            ["backend", "model", "outcome"],
+            registry=r,
         )
         self.refused = Counter(
             "gateway_refused_requests",
@@ -41,12 +44,22 @@ class Metrics:
             "gateway_backend_skips", "Candidates skipped by backend and reason", ["backend", "reason"], registry=r
         )
         self.latency = Histogram(
-            "gateway_request_latency_seconds", "End-to-end request latency", ["backend"], buckets=_LATENCY_BUCKETS_S, registry=r
+            "gateway_request_latency_seconds",
+            "End-to-end request latency",
+            ["backend"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.ttft = Histogram(
-            "gateway_time_to_first_token_seconds", "Streams: time to first token", ["backend"], buckets=_LATENCY_BUCKETS_S, registry=r
+            "gateway_time_to_first_token_seconds",
+            "Streams: time to first token",
+            ["backend"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
         )
-        self.tokens = Counter("gateway_tokens", "Tokens by backend, model and kind", ["backend", "model", "kind"], registry=r)
+        self.tokens = Counter(
+            "gateway_tokens", "Tokens by backend, model and kind", ["backend", "model", "kind"], registry=r
+        )
         self.cost = Counter("gateway_cost_usd", "Cost in USD by backend and model", ["backend", "model"], registry=r)
         self.invalid_events = Counter(
             "gateway_stream_invalid_events",
@@ -96,8 +109,12 @@ class _LiveState(Collector):
         gateway = self.gateway
         now = time.monotonic()
         routing = gateway.routing
-        cooling = GaugeMetricFamily("gateway_backend_cooldown_seconds", "Seconds left in a backend's cooldown", labels=["backend"])
-        circuit = GaugeMetricFamily("gateway_backend_circuit_open", "1 when a backend's circuit is open", labels=["backend"])
+        cooling = GaugeMetricFamily(
+            "gateway_backend_cooldown_seconds", "Seconds left in a backend's cooldown", labels=["backend"]
+        )
+        circuit = GaugeMetricFamily(
+            "gateway_backend_circuit_open", "1 when a backend's circuit is open", labels=["backend"]
+        )
         in_flight = GaugeMetricFamily("gateway_backend_in_flight", "Requests in flight per backend", labels=["backend"])
         for b in gateway.registry.backends:
             cooling.add_metric([b.name], routing.cooldowns.remaining_s(b.name, now))
@@ -107,6 +124,10 @@ class _LiveState(Collector):
         yield circuit
         yield in_flight
         stats = gateway.recorder.stats
-        yield GaugeMetricFamily("gateway_usage_events_dropped", "Usage records dropped (queue full)", value=stats.dropped)
-        yield GaugeMetricFamily("gateway_usage_events_pending", "Usage records waiting to be written", value=gateway.recorder.backlog)
+        yield GaugeMetricFamily(
+            "gateway_usage_events_dropped", "Usage records dropped (queue full)", value=stats.dropped
+        )
+        yield GaugeMetricFamily(
+            "gateway_usage_events_pending", "Usage records waiting to be written", value=gateway.recorder.backlog
+        )
         yield GaugeMetricFamily("gateway_usage_flush_failures", "Failed usage flushes", value=stats.flush_failures)

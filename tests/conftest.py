@@ -13,8 +13,14 @@ from tests.servers import GatewayServer
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the operator's environment or writes outside its tmp_path."""
-    for name in ("GATEWAY_DATA_DIR", "GATEWAY_CONFIG", "GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_ADMIN_TOKEN",
-                 "GATEWAY_MASTER_KEY"):
+    for name in (
+        "GATEWAY_DATA_DIR",
+        "GATEWAY_CONFIG",
+        "GATEWAY_HOST",
+        "GATEWAY_PORT",
+        "GATEWAY_ADMIN_TOKEN",
+        "GATEWAY_MASTER_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 

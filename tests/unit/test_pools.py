@@ -36,7 +36,10 @@ def test_disabled_and_non_serving_backends_are_left_out() -> None:
 
 
 def test_alias_gives_each_backend_its_upstream_model() -> None:
-    pool = [backend("a", models=(ModelRoute("fast", "gpt-4o-mini"),)), backend("b", models=(ModelRoute("fast", "llama"),))]
+    pool = [
+        backend("a", models=(ModelRoute("fast", "gpt-4o-mini"),)),
+        backend("b", models=(ModelRoute("fast", "llama"),)),
+    ]
     assert sorted((c.name, c.upstream_model) for c in order_candidates(pool, "fast", random.Random(1))) == [
         ("a", "gpt-4o-mini"),
         ("b", "llama"),

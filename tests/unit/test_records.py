@@ -12,26 +12,59 @@ def col(row, name):
 
 def test_failover_bills_only_the_answering_backend() -> None:
     rec = RequestRecord(
-        "r1", T0 + 5, "chat", "alice", "fast", model="m-b", backend="b", pool="fallback",
-        usage=Usage(100, 20, 40, 5), cost_usd=0.5,
-        attempts=[Attempt("a", "m-a", 500, "5xx", 3.0), Attempt("a", "m-a", 0, "connect", 1.0), Attempt("b", "m-b", 200, "ok", 9.0)],
+        "r1",
+        T0 + 5,
+        "chat",
+        "alice",
+        "fast",
+        model="m-b",
+        backend="b",
+        pool="fallback",
+        usage=Usage(100, 20, 40, 5),
+        cost_usd=0.5,
+        attempts=[
+            Attempt("a", "m-a", 500, "5xx", 3.0),
+            Attempt("a", "m-a", 0, "connect", 1.0),
+            Attempt("b", "m-b", 200, "ok", 9.0),
+        ],
         skips=[("c", "m-c", "cooldown")],
     )
     rows = fold_hourly([rec])
     hour = "2025-11-24T16:00:00Z"
     a, b, c = rows[(hour, "a", "m-a", "alice")], rows[(hour, "b", "m-b", "alice")], rows[(hour, "c", "m-c", "alice")]
-    assert (col(a, "requests"), col(a, "attempts"), col(a, "errors"), col(a, "errors_5xx"), col(a, "errors_connect")) == (0, 2, 2, 1, 1)
+    assert (
+        col(a, "requests"),
+        col(a, "attempts"),
+        col(a, "errors"),
+        col(a, "errors_5xx"),
+        col(a, "errors_connect"),
+    ) == (0, 2, 2, 1, 1)
     assert col(a, "prompt_tokens") == 0 and col(a, "cost_usd") == 0
     assert (col(b, "requests"), col(b, "attempts"), col(b, "errors"), col(b, "fallbacks")) == (1, 1, 0, 1)
-    assert (col(b, "prompt_tokens"), col(b, "completion_tokens"), col(b, "cached_tokens"), col(b, "reasoning_tokens")) == (100, 20, 40, 5)
+    assert (
+        col(b, "prompt_tokens"),
+        col(b, "completion_tokens"),
+        col(b, "cached_tokens"),
+        col(b, "reasoning_tokens"),
+    ) == (100, 20, 40, 5)
     assert col(b, "cost_usd") == 0.5
     assert col(c, "skips_cooldown") == 1 and col(c, "requests") == 0
 
 
 def test_records_in_the_same_hour_add_up_and_the_next_hour_is_separate() -> None:
     def rec(ts: float, prompt: int) -> RequestRecord:
-        return RequestRecord("r", ts, "chat", "k", "m", model="m", backend="b", usage=Usage(prompt, 1), latency_ms=10.0,
-                             attempts=[Attempt("b", "m", 200, "ok", 8.0)])
+        return RequestRecord(
+            "r",
+            ts,
+            "chat",
+            "k",
+            "m",
+            model="m",
+            backend="b",
+            usage=Usage(prompt, 1),
+            latency_ms=10.0,
+            attempts=[Attempt("b", "m", 200, "ok", 8.0)],
+        )
 
     rows = fold_hourly([rec(T0, 1), rec(T0 + 3599.999, 2), rec(T0 + 3600, 4)])
     first, second = rows[("2025-11-24T16:00:00Z", "b", "m", "k")], rows[("2025-11-24T17:00:00Z", "b", "m", "k")]
