@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import db, queries
-from gateway.backends import BACKEND_FIELDS, InvalidBackend, validate_backend_fields
+from gateway.backends import BACKEND_FIELDS, NEW_BACKEND_DEFAULTS, InvalidBackend, validate_backend_fields
 from gateway.client_api import error_response
 from gateway.errors import BadRequest, Conflict, GatewayError, NotFound, Unauthorized, UpstreamFailed
 from gateway.pricing import BUILTIN_PRICES, InvalidPrice, find_price, validate_price
@@ -125,21 +125,10 @@ async def list_backends(request: Request, gateway: Gateway) -> Any:
 
 async def create_backend(request: Request, gateway: Gateway) -> Any:
     fields = _validated(await json_body(request), gateway, partial=False)
-    fields.setdefault("models", ())
     name = str(fields["name"])
     if await db.backend_exists(gateway.writer, name):
         raise Conflict(f"A backend named '{name}' already exists", param="name")
-    defaults: dict[str, object] = {
-        "api_key": "",
-        "pool": "primary",
-        "rpm": None,
-        "tpm": None,
-        "priority": 0,
-        "weight": 1,
-        "timeout": 60.0,
-        "enabled": True,
-    }
-    columns = backend_columns({**defaults, **fields}, gateway.sealer)
+    columns = backend_columns({**NEW_BACKEND_DEFAULTS, **fields}, gateway.sealer)
     await db.write_config(gateway.writer, db.insert_backend_sql(columns, time.time()))
     await gateway.reload()
     return json_response(await _backend_or_404(gateway, name), 201)

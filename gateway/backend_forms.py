@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from gateway import db
-from gateway.backends import InvalidBackend, validate_backend_fields
+from gateway.backends import NEW_BACKEND_DEFAULTS, InvalidBackend, validate_backend_fields
 from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.registry import backend_columns
 
@@ -25,17 +25,6 @@ if TYPE_CHECKING:
 
 PROBE_TIMEOUT_S = 10.0
 PROBE_MAX_BYTES = 1 << 20
-NEW_BACKEND_DEFAULTS: dict[str, object] = {
-    "api_key": "",
-    "pool": "primary",
-    "models": (),
-    "rpm": None,
-    "tpm": None,
-    "priority": 0,
-    "weight": 1,
-    "timeout": 60.0,
-    "enabled": True,
-}
 
 
 def form_values(view: Mapping[str, Any] | None) -> dict[str, str]:

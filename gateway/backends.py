@@ -38,6 +38,20 @@ BACKEND_FIELDS = (
 )
 
 
+# What a new backend gets for each field it leaves out (the admin API and the dashboard form).
+NEW_BACKEND_DEFAULTS: dict[str, object] = {
+    "api_key": "",
+    "pool": "primary",
+    "models": (),
+    "rpm": None,
+    "tpm": None,
+    "priority": 0,
+    "weight": 1,
+    "timeout": 60.0,
+    "enabled": True,
+}
+
+
 class InvalidBackend(ValueError):
     """A backend definition is wrong; `field` names the offending field."""
 

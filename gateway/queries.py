@@ -159,7 +159,7 @@ async def prune_request_log(conn: aiosqlite.Connection, before_iso: str) -> int:
 
 _SUMS = ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in HOURLY_COUNTERS)
 
-# group_by value -> SQL expression; identifiers never come from input.
+# group_by value -> SQL expression over a usage table `u` LEFT JOIN backends `b`; never from input.
 GROUPINGS = {
     "model": "u.model",
     "backend": "u.backend",

@@ -12,17 +12,13 @@ from typing import Any
 import aiosqlite
 
 from gateway.db import fetch_all
+from gateway.queries import GROUPINGS
 from gateway.records import HOURLY_COUNTERS
 
 _DAILY_SUMS = ", ".join(f"COALESCE(SUM(u.{c}), 0) AS {c}" for c in HOURLY_COUNTERS)
 
 # group_by value -> SQL expression over usage_daily u LEFT JOIN backends b; never from input.
-DAILY_GROUPINGS = {
-    "model": "u.model",
-    "backend": "u.backend",
-    "key": "u.api_key",
-    "pool": "COALESCE(b.pool, '')",
-}
+DAILY_GROUPINGS = GROUPINGS
 # How the overview's 24-hour chart may be stacked.
 HOURLY_STACKS = {"backend": "u.backend", "pool": "COALESCE(b.pool, '')"}
 
