@@ -687,7 +687,7 @@ def render(run: Run, markdown: bool) -> str:
         times = f" ({figures['rps'] / floor_rps:.1f}x the floor)" if math.isfinite(floor_rps) else ""
         out.append(f"Fake upstream alone, {workload_id}: {figures['rps']:,.0f} req/s{times}")
     if GATEWAY in run.options.proxies:
-        checks = report.check_targets(results, run.memory, FLOOR, GATEWAY)
+        checks = report.check_targets(results, run.memory, FLOOR, GATEWAY, run.idle_mb.get(GATEWAY, math.nan))
         out += ["", report.render_checks(checks, markdown)]
     return "\n".join(out)
 

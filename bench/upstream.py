@@ -6,8 +6,8 @@ base_url) serves every workload and the pass-through proxies need not parse anyt
 
 - `bench`            answer at once
 - `bench-d200`       wait 200 ms before the response head (any number of ms)
-- `bench-g50`        a stream whose chunks are 50 ms apart (slow streams for the memory test)
-- `bench-d200-g50`   both
+- `bench-g100`       a stream whose chunks are 100 ms apart (slow streams for the memory test)
+- `bench-d200-g100`  both
 
 A request with `"stream": true` gets 20 SSE chunks (the last one with finish_reason),
 then a usage-only chunk when `stream_options.include_usage` is true, then `[DONE]`.

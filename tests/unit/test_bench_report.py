@@ -107,3 +107,8 @@ def test_memory_targets_read_peak_return_and_growth() -> None:
     assert checks["1,000 concurrent slow streams: <= 200 MB"] is True
     assert checks["back near idle after the streams end"] is False  # 30 MB above
     assert checks["no growth over the rounds"] is False
+
+
+def test_idle_rss_is_checked_without_the_memory_rounds() -> None:
+    checks = {c.target: c.met for c in check_targets({}, {}, "floor", "gateway", idle_mb=61.0)}
+    assert checks["idle RSS <= 60 MB"] is False
