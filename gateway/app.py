@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import db, queries
 from gateway.bootstrap import FirstStart, ensure_secrets, load_master_key
-from gateway.client_api import client_routes
+from gateway.client_api import ClientFastPath, client_endpoints, client_routes
 from gateway.config import Settings
 from gateway.crypto import Sealer
 from gateway.errors import Forbidden
@@ -210,11 +210,13 @@ def create_app(
     from gateway.web_auth import SecurityHeaders
 
     dashboard = Dashboard()
-    routes = [*client_routes(), *admin_routes(), *dashboard.routes(), *(extra_routes or [])]
+    endpoints = client_endpoints()
+    routes = [*client_routes(endpoints), *admin_routes(), *dashboard.routes(), *(extra_routes or [])]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
     app.state.session_check = dashboard.session_check
     hosts = allowed_hosts(settings)
+    app.add_middleware(ClientFastPath, endpoints=endpoints)  # innermost: after the Host check
     app.add_middleware(HostCheck, allowed=lambda: hosts)
     app.add_middleware(SecurityHeaders)  # outermost: refusals by HostCheck carry the headers too
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -24,6 +24,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter(
             "gateway_requests",
@@ -70,15 +71,15 @@ class Metrics:
 
     def observe(self, rec: RequestRecord) -> None:
         outcome = "ok" if rec.status < 400 and rec.error is None else ("error_" + str(rec.status))
-        self.requests.labels(rec.backend, rec.model, outcome).inc()
+        self._child(self.requests, rec.backend, rec.model, outcome).inc()
         for attempt in rec.attempts:
-            self.attempts.labels(attempt.backend, attempt.kind).inc()
+            self._child(self.attempts, attempt.backend, attempt.kind).inc()
         for backend, _model, reason in rec.skips:
             self.skips.labels(backend, reason).inc()
         if rec.backend:
-            self.latency.labels(rec.backend).observe(rec.latency_ms / 1000.0)
+            self._child(self.latency, rec.backend).observe(rec.latency_ms / 1000.0)
             if rec.ttft_ms is not None:
-                self.ttft.labels(rec.backend).observe(rec.ttft_ms / 1000.0)
+                self._child(self.ttft, rec.backend).observe(rec.ttft_ms / 1000.0)
         if rec.usage is not None:
             u = rec.usage
             for kind, value in (
@@ -88,9 +89,17 @@ class Metrics:
                 ("reasoning", u.reasoning_tokens),
             ):
                 if value:
-                    self.tokens.labels(rec.backend, rec.model, kind).inc(value)
+                    self._child(self.tokens, rec.backend, rec.model, kind).inc(value)
         if rec.cost_usd:
-            self.cost.labels(rec.backend, rec.model).inc(rec.cost_usd)
+            self._child(self.cost, rec.backend, rec.model).inc(rec.cost_usd)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """metric.labels(...) memoized: prometheus_client takes a lock and builds a key every call."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def attach(self, gateway: Gateway) -> None:
         self.registry.register(_LiveState(gateway))

@@ -65,6 +65,12 @@ class Call:
         if upstream_model == self.model and not self.inject_usage:
             return self.raw
         body = self.bodies.get(upstream_model)
+        if body is None and upstream_model == self.model and "stream_options" not in self.payload:
+            # Only the usage request is added: splice it in rather than re-serialize the body.
+            # The payload is a JSON object with a "model", so the bytes end with '}' after it.
+            closed = self.raw.rstrip()
+            if closed.endswith(b"}"):
+                body = self.bodies[upstream_model] = closed[:-1] + b',"stream_options":{"include_usage":true}}'
         if body is None:
             changed = dict(self.payload)
             changed["model"] = upstream_model

@@ -17,8 +17,8 @@ import aiosqlite
 from gateway import db
 from gateway.backends import BackendSpec, ModelRoute
 from gateway.crypto import Sealer
-from gateway.pricing import Price
-from gateway.tokens import last4
+from gateway.pricing import Price, find_price
+from gateway.tokens import hash_secret, last4
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,9 @@ class ClientKey:
     rpm: int | None
     budget_usd: float | None
     enabled: bool
+
+
+_MEMO_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,29 @@ class Registry:
     # requested model -> enabled backends serving it (any pool, unordered)
     serving: Mapping[str, tuple[BackendSpec, ...]] = field(default_factory=dict)
     auth_headers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Memos for the request path. A reload builds a new Registry, so they never outlive a change
+    # (a revoked key, a new price).
+    _keys_by_token: dict[str, ClientKey] = field(default_factory=dict, compare=False, repr=False)
+    _price_by_model: dict[str, Price | None] = field(default_factory=dict, compare=False, repr=False)
+
+    def key_for_token(self, token: str) -> ClientKey | None:
+        """The client key a bearer token belongs to; the SHA-256 is computed once per token."""
+        key = self._keys_by_token.get(token)
+        if key is None:
+            key = self.keys_by_hash.get(hash_secret(token))
+            # Only valid tokens are remembered: guessing cannot grow the memo.
+            if key is not None and len(self._keys_by_token) < _MEMO_LIMIT:
+                self._keys_by_token[token] = key
+        return key
+
+    def price_for(self, model: str) -> Price | None:
+        try:
+            return self._price_by_model[model]
+        except KeyError:
+            price, _ = find_price(model, self.prices)
+            if len(self._price_by_model) < _MEMO_LIMIT:
+                self._price_by_model[model] = price
+            return price
 
     def backend(self, name: str) -> BackendSpec | None:
         return next((b for b in self.backends if b.name == name), None)

@@ -76,3 +76,33 @@ def test_request_refused_by_the_gateway_counts_as_a_failed_request_and_an_error(
     rows = fold_hourly([RequestRecord("r", T0, "chat", "k", "m", status=429, error="rate limited")])
     row = rows[("2025-11-24T16:00:00Z", "", "", "k")]
     assert (col(row, "requests"), col(row, "failed_requests"), col(row, "errors"), col(row, "attempts")) == (1, 1, 1, 0)
+
+
+def test_usage_request_is_spliced_into_the_original_bytes() -> None:
+    import orjson
+
+    from gateway.proxy import Call
+    from gateway.registry import ClientKey
+
+    raw = b'{"model": "m", "stream": true, "messages": [], "extra": 123456789012345678901234567890}\n'
+    payload = {"model": "m", "stream": True, "messages": [], "extra": 1.2e29}  # what a lossy parser would hold
+    call = Call(
+        "r",
+        "chat",
+        "/chat/completions",
+        ClientKey("k", None, None, True),
+        payload,
+        raw,
+        "m",
+        True,
+        False,
+        True,
+        0.0,
+        0.0,
+        0.0,
+        RequestRecord("r", T0, "chat", "k", "m"),
+    )
+    body = call.body_for("m")
+    assert body.startswith(raw.rstrip()[:-1])  # the client's bytes, untouched
+    assert orjson.loads(body)["stream_options"] == {"include_usage": True}
+    assert b"123456789012345678901234567890" in body
