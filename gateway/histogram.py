@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from gateway.records import RequestRecord
-from gateway.usage import hour_bucket
+from gateway.records import RequestRecord, hour_of
 
 BUCKETS_PER_OCTAVE = 4
 METRICS = ("latency", "ttft")
@@ -34,7 +33,7 @@ def fold_latency(records: Iterable[RequestRecord]) -> dict[LatencyKey, int]:
     for rec in records:
         if rec.status >= 400 or rec.error is not None or not rec.backend:
             continue
-        hour = hour_bucket(rec.wall_ts)
+        hour = hour_of(rec.wall_ts)
         key = (hour, "latency", bucket_of(rec.latency_ms))
         counts[key] = counts.get(key, 0) + 1
         if rec.ttft_ms is not None:

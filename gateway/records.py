@@ -99,7 +99,7 @@ def fold_hourly(records: Iterable[RequestRecord]) -> dict[HourKey, list[float]]:
         return found
 
     for rec in records:
-        hour = _hour_of_second_bucket(int(rec.wall_ts // 3600))
+        hour = hour_of(rec.wall_ts)
         final = row((hour, rec.backend, rec.model, rec.api_key))
         final[_INDEX["requests"]] += 1
         failed = rec.status >= 400 or rec.error is not None
@@ -147,5 +147,10 @@ def iso_ts(wall_ts: float) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _hour_of_second_bucket(hour_index: int) -> str:
+def _hour_string(hour_index: int) -> str:
     return hour_bucket(hour_index * 3600)
+
+
+def hour_of(wall_ts: float) -> str:
+    """hour_bucket(), memoized per hour: a flush folds thousands of records from a few hours."""
+    return _hour_string(int(wall_ts // 3600))
