@@ -82,8 +82,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     results = [asyncio.run(run(args.events, args.batch)) for _ in range(args.repeat)]
-    print(f"record() only:           {statistics.median(r[0] for r in results):>12,.0f} records/s (median of {args.repeat})")
-    print(f"record() + batched write: {statistics.median(r[1] for r in results):>11,.0f} records/s (median of {args.repeat})")
+    only = statistics.median(r[0] for r in results)
+    written = statistics.median(r[1] for r in results)
+    print(f"record() only:            {only:>12,.0f} records/s (median of {args.repeat})")
+    print(f"record() + batched write: {written:>12,.0f} records/s (median of {args.repeat})")
 
 
 if __name__ == "__main__":
