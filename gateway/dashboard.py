@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway import admin, manage, usage_report
+from gateway import admin, admin_usage, manage, usage_report
 from gateway.errors import BadRequest, GatewayError
 from gateway.overview import build_overview
 from gateway.pages import WEB_DIR, FormRejected, Web, local_path, read_form
@@ -146,7 +146,7 @@ class Dashboard:
 
     async def requests(self, request: Request, gateway: Gateway) -> Response:
         try:
-            found = await admin.list_requests(request, gateway)
+            found = await admin_usage.list_requests(request, gateway)
             error = ""
         except GatewayError as e:
             found, error = {"data": [], "total": 0, "limit": 50, "offset": 0}, e.message
@@ -169,7 +169,7 @@ class Dashboard:
         return self.web.render(request, "requests.html", context, 400 if error else 200)
 
     async def request_detail(self, request: Request, gateway: Gateway) -> Response:
-        found = await admin.get_request(request, gateway)
+        found = await admin_usage.get_request(request, gateway)
         slowest = max((a["ms"] for a in found["attempt_chain"]), default=0) or 1
         return self.web.render(request, "request_detail.html", {"r": found, "slowest_ms": slowest})
 
