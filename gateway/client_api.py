@@ -15,9 +15,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import BadRequest, BodyTooLarge, GatewayError, ModelNotFound, Unauthorized
-from gateway.limiter import estimate_tokens
 from gateway.pricing import cost_usd
-from gateway.proxy import Call, Served, _max_tokens
+from gateway.proxy import Call, Served
 from gateway.records import RequestRecord
 from gateway.registry import ClientKey
 from gateway.relay import StreamRelay, StreamTally
@@ -266,7 +265,7 @@ class ClientEndpoint:
             record.unpriced = price is None and usage.total_tokens > 0
             bucket = gateway.routing.token_buckets.get(backend)
             if bucket is not None:  # correct the admission estimate with what was really used
-                estimated = min(estimate_tokens(len(call.raw), _max_tokens(call.payload)), bucket.capacity)
+                estimated = min(call.estimated_tokens, bucket.capacity)
                 difference = usage.total_tokens - estimated
                 if difference > 0:
                     bucket.take_debt(time.monotonic(), difference)

@@ -58,6 +58,7 @@ class Call:
     upstream_ms: float = 0.0  # time spent waiting on upstreams
     attempt_started: float = 0.0  # monotonic start of the latest attempt
     deadline: float = 0.0  # monotonic time after which no attempt starts (request_deadline)
+    estimated_tokens: int = 0  # what admission charged a TPM bucket; corrected from real usage
     bodies: dict[str, bytes] = field(default_factory=dict)
 
     def body_for(self, upstream_model: str) -> bytes:
@@ -122,7 +123,7 @@ class Proxy:
         settings = self.state.settings
         ordered = order_candidates(registry.serving.get(call.model, ()), call.model, self.state.rng)
         limits = self.state.limits
-        estimated = estimate_tokens(len(call.raw), _max_tokens(call.payload))
+        estimated = call.estimated_tokens = estimate_tokens(len(call.raw), _max_tokens(call.payload))
         attempts_left = settings.max_attempts
         excluded: set[str] = set()  # failed in a way that rules them out for this request
         refused_models: set[str] = set()  # upstream models that answered context_length_exceeded
