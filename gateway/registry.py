@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from gateway import db
-from gateway.backends import BackendSpec, ModelRoute
+from gateway.backends import BACKEND_FIELDS, BackendSpec, ModelRoute
 from gateway.crypto import Sealer
 from gateway.pricing import Price, find_price
 from gateway.tokens import hash_secret, last4
@@ -152,19 +152,7 @@ async def upsert_config_backends(conn: aiosqlite.Connection, sealer: Sealer, spe
     statements: list[tuple[str, Any]] = []
     wall_now = time.time()
     for spec in specs:
-        fields = {
-            "name": spec.name,
-            "base_url": spec.base_url,
-            "api_key": spec.api_key,
-            "pool": spec.pool,
-            "models": spec.models,
-            "rpm": spec.rpm,
-            "tpm": spec.tpm,
-            "priority": spec.priority,
-            "weight": spec.weight,
-            "timeout": spec.timeout,
-            "enabled": spec.enabled,
-        }
+        fields = {name: getattr(spec, name) for name in BACKEND_FIELDS}
         columns = backend_columns(fields, sealer)
         if await db.backend_exists(conn, spec.name):
             statements.extend(db.update_backend_sql(spec.name, columns, wall_now))

@@ -88,9 +88,7 @@ class StreamRelay:
 
     async def _relay(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        out = self._filter(self.first_events)
-        if out:
-            await self._send(send, out)
+        await self._forward(send, self.first_events)
         content = self.response.content
         loop = asyncio.get_running_loop()
         try:
@@ -102,16 +100,10 @@ class StreamRelay:
                     idle.reschedule(None)
                     if not chunk:
                         break
-                    events = self.parser.feed(chunk)
-                    if events:
-                        out = self._filter(events)
-                        if out:
-                            await self._send(send, out)
+                    await self._forward(send, self.parser.feed(chunk))
             tail = self.parser.flush()
             if tail is not None:
-                out = self._filter([tail])
-                if out:
-                    await self._send(send, out)
+                await self._forward(send, [tail])
             sends_done = self.endpoint != "responses"  # the Responses API ends with an event instead
             if not (self.tally.saw_finish or (sends_done and self.tally.saw_done)):
                 # Ended cleanly but unfinished: say so, never a truncated answer that looks complete.
@@ -125,14 +117,17 @@ class StreamRelay:
             await self._send(send, stream_error_event(self.tally.error, "stream_stalled"))
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
             # Whole events the upstream sent before the cut still belong to the client.
-            events = self.parser.feed(_salvage(self.response.content))
-            if events:
-                out = self._filter(events)
-                if out:
-                    await self._send(send, out)
+            await self._forward(send, self.parser.feed(_salvage(self.response.content)))
             self.tally.error = f"upstream stream was cut ({type(e).__name__})"
             await self._send(send, stream_error_event(self.tally.error, "stream_cut"))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _forward(self, send: Send, events: list[SSEEvent]) -> None:
+        """Filter complete events and send what is left, if anything."""
+        if events:
+            out = self._filter(events)
+            if out:
+                await self._send(send, out)
 
     async def _send(self, send: Send, data: bytes) -> None:
         self.tally.bytes_out += len(data)
