@@ -221,6 +221,19 @@ def rss_mb(pid: int) -> float:
     return _status_kb(pid, "VmRSS") / 1024.0
 
 
+def open_sockets(pid: int) -> int:
+    """How many sockets a process holds open (its connections, pooled or not, and its listeners)."""
+    fd_dir = f"/proc/{pid}/fd"
+    count = 0
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(f"{fd_dir}/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:  # closed meanwhile
+            continue
+    return count
+
+
 class PeakRss:
     """Peak resident memory of a process over a block: the kernel's high-water mark, reset first.
 

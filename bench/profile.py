@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import GATEWAY, PROXIES, body_file, start_gateway, start_upstream
+from bench.harness import GATEWAY, PROXIES, WORKLOADS, body_file, start_gateway, start_upstream
 from bench.loadgen import Load, run_driver, run_wrk, wrk_path
 from bench.processes import BenchError, Pinning, ProcessGroup, raise_fd_limit, stopping_on_signals
 
@@ -136,7 +136,17 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, help="keep the collapsed stacks (flamegraph.pl / speedscope input) here")
     parser.add_argument("--gateway-src", type=Path, help="profile the gateway from this source tree")
+    parser.add_argument(
+        "--workloads",
+        default="ns64,st64",
+        help=f"comma-separated subset of {','.join(w.id for w in WORKLOADS)} (default ns64,st64)",
+    )
     args = parser.parse_args()
+    by_id = {w.id: w for w in WORKLOADS}
+    unknown = [w for w in args.workloads.split(",") if w not in by_id]
+    if unknown:
+        parser.error(f"unknown workload {', '.join(unknown)}; choose from {', '.join(by_id)}")
+    workloads = [by_id[w] for w in args.workloads.split(",")]
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
         print("bench.profile: py-spy is not installed; `.venv/bin/pip install py-spy`", file=sys.stderr)
@@ -151,18 +161,19 @@ def main() -> int:
             upstream = start_upstream(group, pinning)
             source = args.gateway_src.resolve() if args.gateway_src else None
             target = start_gateway(group, spec, workdir, upstream, pinning, source)
-            for label, stream in (("non-stream c=64", False), ("stream c=64 (20 chunks)", True)):
+            for workload in workloads:
+                label, stream = workload.label, workload.stream
                 load = Load(
                     url=target.base_url + "/v1/chat/completions",
-                    body_file=body_file(workdir, "bench", stream),
+                    body_file=body_file(workdir, workload.model, stream),
                     key=target.key,
-                    concurrency=64,
+                    concurrency=workload.concurrency,
                     duration_s=float(args.duration),
                     stream=stream,
                 )
                 runner = run_wrk if wrk_path() else run_driver
                 runner(dataclasses.replace(load, duration_s=1.0), pinning.load_cpus)  # warm-up
-                raw = workdir / f"{'stream' if stream else 'plain'}.txt"
+                raw = workdir / f"{workload.id}.txt"
                 spy = subprocess.Popen(
                     [
                         py_spy,

@@ -6,6 +6,7 @@ base_url) serves every workload and the pass-through proxies need not parse anyt
 
 - `bench`            answer at once
 - `bench-d200`       wait 200 ms before the response head (any number of ms)
+- `bench-d200-j50`   wait 200 ms +/- up to 50 ms, uniformly (a real model's spread)
 - `bench-g100`       a stream whose chunks are 100 ms apart (slow streams for the memory test)
 - `bench-d200-g100`  both
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import re
 import socket
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ _STREAM = re.compile(rb'"stream"\s*:\s*true')
 _INCLUDE_USAGE = re.compile(rb'"include_usage"\s*:\s*true')
 _DELAY = re.compile(r"-d(\d+)")
 _GAP = re.compile(r"-g(\d+)")
+_JITTER = re.compile(r"-j(\d+)")
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 _USAGE = {
     "prompt_tokens": PROMPT_TOKENS,
@@ -103,6 +106,7 @@ class Script:
     """What to answer, decided from the request body once per (model, stream, usage)."""
 
     delay_s: float
+    jitter_s: float  # the delay is drawn from delay_s +/- jitter_s
     gap_s: float
     head_and_body: bytes  # a complete non-stream response
     chunks: tuple[bytes, ...]  # stream chunks (framed); empty for a non-stream answer
@@ -127,13 +131,15 @@ class Scripts:
 def _build_script(model: str, stream: bool, include_usage: bool) -> Script:
     delay = _DELAY.search(model)
     gap = _GAP.search(model)
+    jitter = _JITTER.search(model)
     delay_s = int(delay.group(1)) / 1000.0 if delay else 0.0
+    jitter_s = min(delay_s, int(jitter.group(1)) / 1000.0) if jitter else 0.0
     gap_s = int(gap.group(1)) / 1000.0 if gap else 0.0
     if stream:
-        return Script(delay_s, gap_s, b"", tuple(stream_events(model, include_usage)))
+        return Script(delay_s, jitter_s, gap_s, b"", tuple(stream_events(model, include_usage)))
     body = chat_completion_body(model)
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-    return Script(delay_s, gap_s, head + body, ())
+    return Script(delay_s, jitter_s, gap_s, head + body, ())
 
 
 class UpstreamProtocol(asyncio.Protocol):
@@ -189,7 +195,8 @@ class UpstreamProtocol(asyncio.Protocol):
         script = self.scripts.for_body(body)
         if script.delay_s > 0:
             self.busy = True
-            self.timer = asyncio.get_running_loop().call_later(script.delay_s, self._respond, script)
+            delay_s = script.delay_s + random.uniform(-script.jitter_s, script.jitter_s)
+            self.timer = asyncio.get_running_loop().call_later(delay_s, self._respond, script)
         else:
             self._respond(script)
 

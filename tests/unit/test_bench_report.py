@@ -109,6 +109,31 @@ def test_memory_targets_read_peak_return_and_growth() -> None:
     assert checks["no growth over the rounds"] is False
 
 
+def test_back_near_idle_reads_the_settled_rss_when_it_was_measured() -> None:
+    gateway = {"before_mb": 60.0, "after_last_mb": 95.0, "growth_mb": 0.0, "rounds": 2.0}
+    settled = {"gateway": {**gateway, "settled_mb": 70.0, "settle_s": 31.0}}
+    unsettled = {"gateway": gateway}
+
+    def near_idle(memory: dict[str, dict[str, float]]) -> tuple[bool | None, str]:
+        check = next(c for c in check_targets({}, memory, "floor", "gateway") if c.target.startswith("back near"))
+        return check.met, check.measured
+
+    assert near_idle(settled) == (True, "70.0 MB settled (31 s after, pool closed) vs 60.0 MB before")
+    assert near_idle(unsettled) == (False, "95.0 MB after vs 60.0 MB before")
+
+
 def test_idle_rss_is_checked_without_the_memory_rounds() -> None:
     checks = {c.target: c.met for c in check_targets({}, {}, "floor", "gateway", idle_mb=61.0)}
     assert checks["idle RSS <= 60 MB"] is False
+
+
+def test_the_bench_upstream_reads_its_script_from_the_model_name() -> None:
+    from bench.upstream import Scripts
+
+    scripts = Scripts()
+    jittered = scripts.for_body(b'{"model": "bench-d200-j50", "messages": []}')
+    assert (jittered.delay_s, jittered.jitter_s, jittered.gap_s, jittered.chunks) == (0.2, 0.05, 0.0, ())
+    assert b'"model":"bench-d200-j50"' in jittered.head_and_body
+    stream = scripts.for_body(b'{"model": "bench-g100", "stream": true, "stream_options": {"include_usage": true}}')
+    assert (stream.delay_s, stream.jitter_s, stream.gap_s, len(stream.chunks)) == (0.0, 0.0, 0.1, 22)  # 20, usage, DONE
+    assert scripts.for_body(b'{"model": "bench-d10-j99"}').jitter_s == 0.01  # never a negative delay
