@@ -77,9 +77,9 @@ def backend_view(row: sqlite3.Row, models: list[Mapping[str, str]]) -> dict[str,
     return {
         "name": row["name"],
         "base_url": row["base_url"],
-        "api_key": f"...{row['api_key_last4']}"
-        if row["api_key_last4"]
-        else ("(set)" if row["api_key_sealed"] else None),
+        # Write-only: reads show its last four characters (none of a key under 8 characters), null if unset.
+        "api_key": row["api_key_last4"] if row["api_key_sealed"] else None,
+        "api_key_set": row["api_key_sealed"] is not None,
         "pool": row["pool"],
         "models": models,
         "rpm": row["rpm"],

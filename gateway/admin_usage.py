@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ from starlette.requests import Request
 
 from gateway import queries
 from gateway.errors import BadRequest, NotFound
+from gateway.records import iso_ts
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -122,5 +124,23 @@ async def get_request(request: Request, gateway: Gateway) -> Any:
 
 
 async def active_requests(request: Request, gateway: Gateway) -> Any:
+    """The requests in flight now, oldest first, and how many each backend is serving."""
+    now = time.perf_counter()
+    data = [
+        {
+            "request_id": call.request_id,
+            "ts": iso_ts(call.wall_now),
+            "endpoint": call.endpoint,
+            "api_key": call.key.name,
+            "requested_model": call.model,
+            "model": call.record.model,  # '' until a backend answers
+            "backend": call.backend,  # of the latest attempt; '' before the first
+            "stream": call.stream,
+            "attempts": len(call.record.attempts),
+            "elapsed_ms": round((now - call.started) * 1000.0, 1),
+        }
+        for call in sorted(gateway.active.values(), key=lambda c: c.started)
+    ]
     in_flight = gateway.routing.in_flight
-    return {"data": [{"backend": name, "in_flight": n} for name, n in sorted(in_flight.items()) if n > 0]}
+    by_backend = [{"backend": name, "in_flight": n} for name, n in sorted(in_flight.items()) if n > 0]
+    return {"data": data, "by_backend": by_backend}

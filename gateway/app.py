@@ -24,7 +24,7 @@ from gateway.config import Settings
 from gateway.crypto import Sealer
 from gateway.errors import Forbidden
 from gateway.metrics import Metrics
-from gateway.proxy import Proxy
+from gateway.proxy import Call, Proxy
 from gateway.recorder import UsageRecorder
 from gateway.records import RequestRecord, iso_ts
 from gateway.registry import Registry, load_registry, upsert_config_backends
@@ -51,6 +51,7 @@ class Gateway:
         self.admin_token_hash: str | None = None
         self.session_secret = b""  # signs dashboard sessions (gateway/web_auth.py); loaded by start()
         self.metrics = Metrics()
+        self.active: dict[str, Call] = {}  # request id -> the request, from admission until it is recorded
         self._tasks: list[asyncio.Task[None]] = []
         # Set by start():
         self.writer: aiosqlite.Connection
@@ -102,6 +103,7 @@ class Gateway:
         return self.admin_token_hash is not None and hmac.compare_digest(hash_secret(token), self.admin_token_hash)
 
     def record(self, rec: RequestRecord) -> None:
+        self.active.pop(rec.request_id, None)
         self.recorder.record(rec)
         self.metrics.observe(rec)
         if rec.cost_usd:

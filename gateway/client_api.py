@@ -171,6 +171,7 @@ class ClientEndpoint:
             wall_now=wall_now,
             record=record,
         )
+        gateway.active[request_id] = call  # until gateway.record(), even for a stream being relayed
         try:
             gateway.proxy.check_client_key(call, gateway.month_of(wall_now))
             served = await gateway.proxy.route(call, gateway.registry)
@@ -180,6 +181,9 @@ class ClientEndpoint:
             record.latency_ms = (time.perf_counter() - started) * 1000.0
             record.overhead_ms = record.latency_ms - call.upstream_ms
             gateway.record(record)
+            raise
+        except BaseException:  # cancelled (shutdown) or a bug: not recorded, but no longer in flight either
+            gateway.active.pop(request_id, None)
             raise
         return self._answer(gateway, call, served)
 

@@ -59,6 +59,7 @@ class Call:
     attempt_started: float = 0.0  # monotonic start of the latest attempt
     deadline: float = 0.0  # monotonic time after which no attempt starts (request_deadline)
     estimated_tokens: int = 0  # what admission charged a TPM bucket; corrected from real usage
+    backend: str = ""  # the backend of the latest attempt (GET /api/requests/active)
     bodies: dict[str, bytes] = field(default_factory=dict)
 
     def body_for(self, upstream_model: str) -> bytes:
@@ -263,6 +264,7 @@ class Proxy:
         self.state.in_flight[backend.name] += 1
         started = time.perf_counter()
         call.attempt_started = time.monotonic()
+        call.backend = backend.name
         try:
             answer = await send(
                 self.session,

@@ -12,6 +12,7 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -485,7 +486,7 @@ def test_unknown_model_price_costs_nothing_and_is_flagged(gateway: GatewayServer
 def test_upstream_and_client_keys_are_never_stored_in_plaintext(gateway: GatewayServer, fake: FakeUpstream) -> None:
     secret = "sk-proj-PLAINTEXT-must-not-be-stored-0123456789"
     view = gateway.add_backend("main", fake.url, ["gpt-4o-mini"], api_key=secret)
-    assert view["api_key"] == "...6789"
+    assert (view["api_key"], view["api_key_set"]) == ("6789", True)
     client_key = gateway.new_key("alice")
     gateway.client(client_key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert fake.requests[-1].headers["authorization"] == f"Bearer {secret}"  # it was usable, so it is stored
@@ -499,3 +500,39 @@ def test_upstream_and_client_keys_are_never_stored_in_plaintext(gateway: Gateway
         content = path.read_bytes()
         for plaintext in (secret, secret[3:20], client_key, client_key[-20:]):
             assert plaintext.encode() not in content, f"{plaintext!r} found in {path.name}"
+
+
+def test_requests_in_flight_are_listed_until_they_end(setup: tuple[GatewayServer, FakeUpstream, str]) -> None:
+    gateway, fake, key = setup
+    client = gateway.client(key)
+    slow = Reply.ok(delay_s=1.0, chunks=3, chunk_delay_s=0.3)
+    fake.enqueue(slow, slow)
+
+    def plain() -> str:
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+        raw.parse()
+        return raw.headers["x-request-id"]
+
+    def streamed() -> str:
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        list(raw.parse())
+        return raw.headers["x-request-id"]
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(plain), pool.submit(streamed)]
+        deadline = time.monotonic() + 5
+        while len(active := gateway.admin("GET", "/api/requests/active").json()["data"]) < 2:
+            assert time.monotonic() < deadline, active
+            time.sleep(0.02)
+        ids = [f.result() for f in futures]
+    assert sorted(r["request_id"] for r in active) == sorted(ids)
+    by_stream = {r["stream"]: r for r in active}
+    assert set(by_stream) == {False, True}
+    for row in active:
+        assert (row["endpoint"], row["api_key"], row["requested_model"]) == ("chat", "alice", "gpt-4o-mini")
+        assert row["backend"] == "main" and row["attempts"] == 0  # the first attempt is still under way
+        assert row["elapsed_ms"] > 0 and row["ts"].endswith("Z")
+    deadline = time.monotonic() + 5  # a stream is recorded just after the client read its last byte
+    while (left := gateway.admin("GET", "/api/requests/active").json()) != {"data": [], "by_backend": []}:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.02)
