@@ -14,12 +14,20 @@ from typing import Any
 import aiohttp
 import aiosqlite
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import db, queries
 from gateway.bootstrap import FirstStart, ensure_secrets, load_master_key
-from gateway.client_api import ClientFastPath, client_endpoints, client_routes
+from gateway.client_api import (
+    ClientFastPath,
+    client_endpoints,
+    client_routes,
+    error_response,
+    http_error,
+    new_request_id,
+)
 from gateway.config import Settings
 from gateway.crypto import Sealer
 from gateway.errors import Forbidden
@@ -166,10 +174,9 @@ class HostCheck:
         if scope["type"] == "http":
             host = _host_of(scope)
             if host not in self.allowed():
-                from gateway.client_api import error_response
-
+                started = time.perf_counter()
                 error = Forbidden(f"Host '{host}' is not allowed; add it to [server].allowed_hosts")
-                await error_response(error)(scope, receive, send)
+                await error_response(error, new_request_id(), started)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -214,7 +221,7 @@ def create_app(
     dashboard = Dashboard()
     endpoints = client_endpoints()
     routes = [*client_routes(endpoints), *admin_routes(), *dashboard.routes(), *(extra_routes or [])]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.gateway = gateway
     app.state.session_check = dashboard.session_check
     hosts = allowed_hosts(settings)

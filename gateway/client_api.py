@@ -9,12 +9,21 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import BadRequest, BodyTooLarge, GatewayError, ModelNotFound, Unauthorized
+from gateway.errors import (
+    BadRequest,
+    BodyTooLarge,
+    GatewayError,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotFound,
+    Unauthorized,
+)
 from gateway.pricing import cost_usd
 from gateway.proxy import Call, Served
 from gateway.records import RequestRecord
@@ -139,7 +148,7 @@ class ClientEndpoint:
         try:
             response = await self._serve(gateway, scope, receive, request_id, started)
         except GatewayError as e:
-            response = error_response(e, request_id)
+            response = error_response(e, request_id, started)
         await response(scope, receive, send)
 
     async def _serve(self, gateway: Gateway, scope: Scope, receive: Receive, request_id: str, started: float) -> Any:
@@ -287,26 +296,52 @@ def _body_usage(endpoint: str, body: bytes) -> Usage | None:
         return None
 
 
-def error_response(error: GatewayError, request_id: str | None = None) -> Response:
+def error_response(error: GatewayError, request_id: str | None = None, started: float | None = None) -> Response:
+    """The OpenAI-shaped error. With `started` (perf_counter), also x-gateway-overhead-ms (DESIGN rule 12):
+    all of the time taken unless the error already says how much went to upstreams."""
     headers = error.headers()
     if request_id is not None:
         headers["x-request-id"] = request_id
+    if started is not None:
+        headers.setdefault("x-gateway-overhead-ms", _ms_since(started))
     return Response(error.body(), error.status, headers=headers, media_type="application/json")
 
 
+def _ms_since(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000.0:.2f}"
+
+
 async def list_models(request: Request) -> Response:
+    started = time.perf_counter()
     gateway: Gateway = request.app.state.gateway
     request_id = new_request_id()
     try:
         authenticate(gateway, request.headers.get("authorization", ""))
     except GatewayError as e:
-        return error_response(e, request_id)
+        return error_response(e, request_id, started)
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in gateway.registry.model_names()]
-    return Response(
-        orjson.dumps({"object": "list", "data": data}),
-        headers={"x-request-id": request_id},
-        media_type="application/json",
-    )
+    body = orjson.dumps({"object": "list", "data": data})
+    headers = {"x-request-id": request_id, "x-gateway-overhead-ms": _ms_since(started)}
+    return Response(body, headers=headers, media_type="application/json")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405: OpenAI-shaped under /v1 and /api (the dashboard keeps its pages)."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if not path.startswith(("/v1/", "/api/")) and path not in ("/v1", "/api"):
+        return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)  # Starlette's default
+    started = time.perf_counter()
+    error: GatewayError
+    if exc.status_code == 405:
+        error = MethodNotAllowed(f"Method {request.method} is not allowed for {path}")
+        error.extra_headers.update(exc.headers or {})  # Allow
+    elif exc.status_code == 404:
+        error = NotFound(f"Invalid URL ({request.method} {path})")
+    else:
+        error = GatewayError(exc.detail)
+        error.status = exc.status_code
+    return error_response(error, new_request_id() if path.startswith("/v1") else None, started)
 
 
 def client_endpoints() -> dict[str, ClientEndpoint]:

@@ -53,6 +53,12 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    status = 405
+    error_type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
 class ModelNotFound(NotFound):
     code = "model_not_found"
 
@@ -84,9 +90,19 @@ class RateLimited(GatewayError):
 
 
 class QuotaExceeded(GatewayError):
+    """A key's monthly budget is spent: no retry helps before the month ends, so clients are told not to."""
+
     status = 429
     error_type = "insufficient_quota"
     code = "insufficient_quota"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        retry_after = str(max(1, int(-(-self.retry_after_s // 1))))
+        return {**super().headers(), "retry-after": retry_after, "x-should-retry": "false"}
 
 
 class UpstreamFailed(GatewayError):

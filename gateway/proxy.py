@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -100,6 +101,13 @@ class Served:
     answer: Answer
 
 
+def seconds_until_next_month(wall_ts: float) -> float:
+    """Until 00:00 UTC on the 1st of the next month, when monthly budgets start again."""
+    now = datetime.fromtimestamp(wall_ts, UTC)
+    first = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    return first.timestamp() - wall_ts
+
+
 class Proxy:
     def __init__(self, session: aiohttp.ClientSession, state: RoutingState) -> None:
         self.session = session
@@ -116,7 +124,8 @@ class Proxy:
             spent = self.state.spend.get(key.name, 0.0) if self.state.spend_month == month else 0.0
             if spent >= key.budget_usd:
                 raise QuotaExceeded(
-                    f"Key '{key.name}' has used its monthly budget of ${key.budget_usd:.2f} (spent ${spent:.2f})"
+                    f"Key '{key.name}' has used its monthly budget of ${key.budget_usd:.2f} (spent ${spent:.2f})",
+                    seconds_until_next_month(call.wall_now),
                 )
 
     async def route(self, call: Call, registry: Registry) -> Served:
@@ -197,6 +206,7 @@ class Proxy:
         error = self._exhausted(call, last_failure, last_failed_backend, only_rate_limited, ordered, excluded)
         if record.attempts:  # the answer reached upstreams, so it says how often (DESIGN 2.4)
             overhead_ms = (time.perf_counter() - call.started) * 1000.0 - call.upstream_ms
+            error.extra_headers["x-gateway-backend"] = record.attempts[-1].backend  # the last one tried
             error.extra_headers["x-gateway-attempts"] = str(len(record.attempts))
             error.extra_headers["x-gateway-overhead-ms"] = f"{max(overhead_ms, 0.0):.2f}"
         raise error

@@ -89,6 +89,10 @@ def assert_error(
     assert error["code"] == code, error
     for words in says:
         assert words.lower() in error["message"].lower(), error["message"]
+    if response.request.url.path.startswith("/v1"):
+        # Every /v1 answer carries its id and what the gateway added: all of the time, for a refusal.
+        assert response.headers["x-request-id"].startswith("req_")
+        assert float(response.headers["x-gateway-overhead-ms"]) >= 0
     return dict(error)
 
 
@@ -261,6 +265,22 @@ def test_missing_or_malformed_client_key_is_401(
         assert response.headers["x-request-id"].startswith("req_")
     response = httpx.get(gateway.url + "/v1/models", headers=headers, timeout=10)
     assert_error(response, 401, param=None, code="invalid_api_key", says=("key",))
+    unchanged()
+
+
+def test_unknown_paths_and_methods_answer_openai_errors(
+    setup: tuple[GatewayServer, FakeUpstream, str], unchanged: Callable[[], None]
+) -> None:
+    gateway, _fake, key = setup
+    wrong_method = httpx.get(gateway.url + CHAT, headers={"authorization": f"Bearer {key}"}, timeout=10)
+    assert_error(wrong_method, 405, param=None, code="method_not_allowed", says=("GET", CHAT))
+    assert "POST" in wrong_method.headers["allow"]
+    unknown = post(gateway, "/v1/chat/complete", key, b"{}")
+    assert_error(unknown, 404, param=None, code="not_found", says=("Invalid URL (POST /v1/chat/complete)",))
+    admin_unknown = gateway.admin("GET", "/api/nothing")
+    assert_error(admin_unknown, 404, param=None, code="not_found", says=("/api/nothing",))
+    page = httpx.get(gateway.url + "/no-such-page", timeout=10)  # the dashboard's paths keep plain answers
+    assert page.status_code == 404 and not page.headers["content-type"].startswith("application/json")
     unchanged()
 
 

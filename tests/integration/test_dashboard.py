@@ -483,6 +483,7 @@ def test_foreign_host_header_is_refused(gateway: GatewayServer, path: str) -> No
     assert response.status_code == 403
     assert "evil.example" in response.json()["error"]["message"]
     assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-request-id"].startswith("req_")
 
 
 @pytest.mark.parametrize(

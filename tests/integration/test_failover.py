@@ -108,6 +108,7 @@ def test_every_backend_cooling_answers_429_with_retry_after(
     assert 19 <= int(first.value.response.headers["retry-after"]) <= 20
     assert first.value.code == "rate_limit_exceeded"
     assert first.value.response.headers["x-gateway-attempts"] == "2"
+    assert first.value.response.headers["x-gateway-backend"] == "fallback"  # the last one tried
 
     with pytest.raises(openai.RateLimitError) as second:
         pair.ask()
@@ -417,6 +418,10 @@ def test_client_key_budget_answers_429_insufficient_quota(gateway: GatewayServer
     assert caught.value.code == "insufficient_quota"
     assert "$0.01" in caught.value.message
     assert fake.post_hits == 1
+    headers = caught.value.response.headers
+    # The budget starts again on the 1st (UTC): the SDK is told when, and not to retry meanwhile.
+    assert 1 <= int(headers["retry-after"]) <= 31 * 86400
+    assert headers["x-should-retry"] == "false"
 
 
 # -- fallback_after (rule 8) --------------------------------------------------------------------

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from datetime import datetime
 
 import pytest
 
@@ -10,6 +11,7 @@ from gateway.breaker import CircuitBreakers
 from gateway.cooldown import Cooldowns
 from gateway.limiter import TokenBucket
 from gateway.pools import Limits, is_worth_waiting_for, order_candidates, seconds_until_free, skip_reason
+from gateway.proxy import seconds_until_next_month
 
 
 def backend(name: str, pool: str = "primary", priority: int = 0, weight: int = 1, **kw) -> BackendSpec:
@@ -102,3 +104,17 @@ def test_request_deadline_allows_a_silent_backend_then_a_full_attempt() -> None:
     ordered = [Candidate(backend("a", timeout=10.0), "m"), Candidate(backend("b", timeout=4.0), "m")]
     settings = RoutingSettings(queue_timeout=2.0, fallback_after=3.0)
     assert request_deadline(100.0, ordered, settings) == 100.0 + 2 * 10.0 + 3.0
+
+
+@pytest.mark.parametrize(
+    ("now", "next_month"),
+    [
+        ("2026-11-29T17:00:00", "2026-12-01T00:00:00"),
+        ("2026-12-31T23:59:59", "2027-01-01T00:00:00"),  # across the year
+        ("2026-02-01T00:00:00", "2026-03-01T00:00:00"),  # the first second of a month counts to the next
+    ],
+)
+def test_a_spent_budget_retries_after_the_month_ends(now: str, next_month: str) -> None:
+    wall = datetime.fromisoformat(now + "+00:00").timestamp()
+    expected = datetime.fromisoformat(next_month + "+00:00").timestamp() - wall
+    assert seconds_until_next_month(wall) == expected
