@@ -7,21 +7,29 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway import __version__, db
+from gateway.backends import BackendSpec, ModelRoute
 from gateway.bootstrap import FirstStart
-from gateway.config import SETTINGS, ConfigError, Settings, load_settings
+from gateway.config import SETTINGS, ConfigError, Setting, Settings, load_settings
 
 _COMMON_FLAGS = ("--data-dir", "--config")
+_ADDRESS_FLAGS = ("--host", "--port")
+NOT_YET_SERVED = "not yet served"
 GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def _add_flag(parser: argparse.ArgumentParser, s: Setting, help_text: str) -> None:
+    assert s.flag is not None
+    parser.add_argument(s.flag, dest=s.flag, metavar=s.flag.lstrip("-").upper().replace("-", "_"), help=help_text)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     for s in SETTINGS:
         if s.flag in _COMMON_FLAGS:
-            parser.add_argument(s.flag, dest=s.flag, metavar=s.flag.lstrip("-").upper().replace("-", "_"), help=s.help)
+            _add_flag(parser, s, s.help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway")
     for s in SETTINGS:
         if s.flag and s.flag not in _COMMON_FLAGS:
-            serve.add_argument(s.flag, dest=s.flag, help=f"{s.help} (env {s.env})")
+            _add_flag(serve, s, f"{s.help} (env {s.env})")
     _add_common(serve)
 
     key = commands.add_parser("key", help="manage client keys").add_subparsers(dest="action", required=True)
@@ -48,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(revoke)
 
     backend = commands.add_parser("backend", help="inspect backends").add_subparsers(dest="action", required=True)
-    _add_common(backend.add_parser("list", help="name, pool, models, limits, cooldown state"))
+    backend_list = backend.add_parser("list", help="name, pool, models, limits, cooldown state")
+    for s in SETTINGS:
+        if s.flag in _ADDRESS_FLAGS:
+            # Live state comes from the running gateway's /api/status (with GATEWAY_ADMIN_TOKEN set).
+            _add_flag(
+                backend_list, s, f"{s.flag.lstrip('-')} of the running gateway to ask for live state (env {s.env})"
+            )
+    _add_common(backend_list)
 
     demo = commands.add_parser("demo", help="a throwaway gateway with fake upstreams and light traffic")
     demo.add_argument("--port", dest="--port", default="8080")
@@ -75,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k.startswith("--") and isinstance(v, str | None)}
     try:
-        settings = load_settings(flags, os.environ)
+        # Only `serve` sends upstream keys; the other commands work where their env: variables are unset.
+        settings = load_settings(flags, os.environ, resolve_api_keys=args.command == "serve")
     except ConfigError as e:
         print(f"gateway: configuration error: {e}", file=sys.stderr)
         return 2
@@ -135,11 +151,11 @@ def serve(settings: Settings) -> int:
 
 async def _offline(args: argparse.Namespace, settings: Settings) -> int:
     """Commands that work on the database directly; a running gateway picks changes up within a second."""
+    if args.command == "backend":
+        return await _backend_list(settings)
     conn = await db.open_db(settings.db_path)
     try:
-        if args.command == "key":
-            return await _key_command(conn, args)
-        return await _backend_list(conn, _live_status(settings))
+        return await _key_command(conn, args)
     finally:
         await conn.close()
 
@@ -203,39 +219,80 @@ def _state_label(state: str, until_iso: str | None) -> str:
     return f"{label} until {until_iso[11:19]}Z" if until_iso and label != "ok" else label
 
 
-async def _backend_list(conn: Any, live: dict[str, dict[str, Any]] | None) -> int:
-    """Live state from the running gateway when reachable; else the cooldowns it last saved."""
-    models: dict[str, list[str]] = {}
-    for m in await db.list_backend_models(conn):
-        label = m["name"] if m["name"] == m["upstream"] else f"{m['name']}->{m['upstream']}"
-        models.setdefault(m["backend"], []).append(label)
-    cooldowns = {r["backend"]: r for r in await db.load_cooldown_rows(conn)}
-    table = [["NAME", "POOL", "MODELS", "RPM", "TPM", "PRIORITY", "WEIGHT", "ENABLED", "STATE"]]
+async def _backend_list(settings: Settings) -> int:
+    """Stored backends and their state, plus config-file backends the database does not hold yet."""
+    stored: list[BackendSpec] = []
+    cooldowns: dict[str, Any] = {}
+    # Before the first `serve` there is no database, and listing does not create one.
+    if settings.db_path.exists():
+        conn = await db.open_db(settings.db_path)
+        try:
+            stored = await _stored_backends(conn)
+            cooldowns = {r["backend"]: r for r in await db.load_cooldown_rows(conn)}
+        finally:
+            await conn.close()
+    live = _live_status(settings)
     wall_now = time.time()
-    for r in await db.list_backend_rows(conn):
-        cd = cooldowns.get(r["name"])
-        if live is not None and r["name"] in live:
-            state = _state_label(live[r["name"]]["state"], live[r["name"]]["cooldown_until"])
-        elif cd is not None and cd["until_ts"] > wall_now:
-            until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cd["until_ts"]))
-            state = _state_label(cd["reason"], until) + " (saved)"
-        else:
-            state = "ok"
+    states = {b.name: _backend_state(b.name, live, cooldowns, wall_now) for b in stored}
+    # `serve` upserts the config file's backends at start; until then only the file has them.
+    unserved = [b for b in settings.backends if b.name not in states]
+    states.update((b.name, NOT_YET_SERVED) for b in unserved)
+    table = [["NAME", "POOL", "MODELS", "RPM", "TPM", "PRIORITY", "WEIGHT", "ENABLED", "STATE"]]
+    for b in sorted([*stored, *unserved], key=lambda b: (b.pool == "fallback", b.priority, b.name)):
         table.append(
             [
-                r["name"],
-                r["pool"],
-                ",".join(models.get(r["name"], [])) or "-",
-                str(r["rpm"] or "-"),
-                str(r["tpm"] or "-"),
-                str(r["priority"]),
-                str(r["weight"]),
-                "yes" if r["enabled"] else "no",
-                state,
+                b.name,
+                b.pool,
+                _models_label(b.models),
+                str(b.rpm or "-"),
+                str(b.tpm or "-"),
+                str(b.priority),
+                str(b.weight),
+                "yes" if b.enabled else "no",
+                states[b.name],
             ]
         )
     _print_table(table)
     return 0
+
+
+async def _stored_backends(conn: Any) -> list[BackendSpec]:
+    """The database's backends without their keys: listing never unseals an upstream key."""
+    models: dict[str, list[ModelRoute]] = {}
+    for m in await db.list_backend_models(conn):
+        models.setdefault(m["backend"], []).append(ModelRoute(m["name"], m["upstream"]))
+    return [
+        BackendSpec(
+            name=r["name"],
+            base_url=r["base_url"],
+            pool=r["pool"],
+            models=tuple(models.get(r["name"], [])),
+            rpm=r["rpm"],
+            tpm=r["tpm"],
+            priority=r["priority"],
+            weight=r["weight"],
+            timeout=r["timeout"],
+            enabled=bool(r["enabled"]),
+        )
+        for r in await db.list_backend_rows(conn)
+    ]
+
+
+def _backend_state(
+    name: str, live: Mapping[str, Mapping[str, Any]] | None, cooldowns: Mapping[str, Any], wall_now: float
+) -> str:
+    """Live state from the running gateway when reachable; else the cooldown it last saved."""
+    if live is not None and name in live:
+        return _state_label(live[name]["state"], live[name]["cooldown_until"])
+    saved = cooldowns.get(name)
+    if saved is not None and saved["until_ts"] > wall_now:
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(saved["until_ts"]))
+        return _state_label(saved["reason"], until) + " (saved)"
+    return "ok"
+
+
+def _models_label(models: Iterable[ModelRoute]) -> str:
+    return ",".join(m.name if m.name == m.upstream else f"{m.name}->{m.upstream}" for m in models) or "-"
 
 
 def _print_table(rows: list[list[str]]) -> None:

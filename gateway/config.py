@@ -166,7 +166,9 @@ def read_config_file(path: Path) -> dict[str, object]:
         raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
 
 
-def _file_values(path: Path, document: Mapping[str, object], environ: Mapping[str, str]) -> dict[str, object]:
+def _file_values(
+    path: Path, document: Mapping[str, object], key_environ: Mapping[str, str] | None
+) -> dict[str, object]:
     values: dict[str, object] = {}
     for section, content in document.items():
         if section not in _FILE_SECTIONS:
@@ -200,11 +202,12 @@ def _file_values(path: Path, document: Mapping[str, object], environ: Mapping[st
         kind, minimum = ROUTING_FIELDS[key]
         routing_values[key] = _convert(f"{path}: routing.{key}", value, kind, minimum, from_text=False)
     values["routing"] = RoutingSettings(**routing_values)  # type: ignore[arg-type]
-    values["backends"] = _file_backends(path, document.get("backends", []), environ)
+    values["backends"] = _file_backends(path, document.get("backends", []), key_environ)
     return values
 
 
-def _file_backends(path: Path, raw: object, environ: Mapping[str, str]) -> tuple[BackendSpec, ...]:
+def _file_backends(path: Path, raw: object, key_environ: Mapping[str, str] | None) -> tuple[BackendSpec, ...]:
+    """Validated backends; with key_environ None, each api_key is checked for type but left empty."""
     if not isinstance(raw, list):
         raise ConfigError(f"{path}: backends must be an array of tables ([[backends]])")
     specs: list[BackendSpec] = []
@@ -212,8 +215,11 @@ def _file_backends(path: Path, raw: object, environ: Mapping[str, str]) -> tuple
     for i, entry in enumerate(raw):
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{path}: backends[{i}] must be a table")
+        if key_environ is None and isinstance(entry.get("api_key"), str):
+            # The key (or its env: variable) is not read at all; a wrong type is still reported below.
+            entry = {**entry, "api_key": ""}
         try:
-            spec = backend_from_fields(validate_backend_fields(entry, environ, partial=False))
+            spec = backend_from_fields(validate_backend_fields(entry, key_environ or {}, partial=False))
         except InvalidBackend as e:
             raise ConfigError(f"{path}: backends[{i}]: {e}") from None
         if spec.name in names:
@@ -227,8 +233,15 @@ def load_settings(
     flags: Mapping[str, str | None],
     environ: Mapping[str, str],
     read_file: Callable[[Path], dict[str, object]] = read_config_file,
+    *,
+    resolve_api_keys: bool = True,
 ) -> Settings:
-    """Build Settings. `flags` maps a flag such as "--port" to its text (None when not given)."""
+    """Build Settings. `flags` maps a flag such as "--port" to its text (None when not given).
+
+    With resolve_api_keys=False, backends from the config file have an empty api_key and an `env:`
+    reference to an unset variable is no error: only `serve` sends upstream keys, and the other
+    commands must work where those variables are not set. Such Settings must never reach `serve`.
+    """
     by_flag: dict[str, object] = {}
     by_env: dict[str, object] = {}
     for s in SETTINGS:
@@ -239,6 +252,6 @@ def load_settings(
     config_path = by_flag.get("config_path", by_env.get("config_path"))
     from_file: dict[str, object] = {}
     if isinstance(config_path, Path):
-        from_file = _file_values(config_path, read_file(config_path), environ)
+        from_file = _file_values(config_path, read_file(config_path), environ if resolve_api_keys else None)
     merged = {**from_file, **by_env, **by_flag}
     return Settings(**merged)  # type: ignore[arg-type]

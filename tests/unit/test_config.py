@@ -227,6 +227,37 @@ def test_env_variable_set_but_empty_is_used(tmp_path: Path) -> None:
     assert load_file(path, {"EMPTY_KEY": ""}).backends[0].api_key == ""
 
 
+def test_upstream_keys_are_left_unread_when_the_command_does_not_need_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[backends]]\nname = "a"\nbase_url = "http://h/v1"\napi_key = "env:NOT_SET_ANYWHERE_KEY"\n'
+        '[[backends]]\nname = "b"\nbase_url = "http://i/v1"\napi_key = "sk-literal-key"\nmodels = ["m"]\n',
+    )
+    settings = load_settings({"--config": str(path)}, {}, resolve_api_keys=False)
+    assert [(b.name, b.api_key) for b in settings.backends] == [("a", ""), ("b", "")]
+    assert settings.backends[1].models == (ModelRoute("m", "m"),)
+
+
+@pytest.mark.parametrize(
+    ("backend", "names"),
+    [
+        ('base_url = "ftp://h"\napi_key = "env:NOT_SET_ANYWHERE_KEY"\n', ("backends[0]", "base_url", "'ftp://h'")),
+        ('base_url = "http://h/v1"\napi_key = 42\n', ("backends[0]", "api_key")),
+        ('base_url = "http://h/v1"\napi_key = "env:X"\npool = "third"\n', ("backends[0]", "pool", "'third'")),
+    ],
+)
+def test_backends_are_still_validated_when_upstream_keys_are_left_unread(
+    tmp_path: Path, backend: str, names: tuple[str, ...]
+) -> None:
+    path = write(tmp_path, f'[[backends]]\nname = "a"\n{backend}')
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"--config": str(path)}, {}, resolve_api_keys=False)
+    message = str(caught.value)
+    assert str(path) in message, message
+    for name in names:
+        assert name in message, message
+
+
 def test_invalid_toml_and_missing_file_name_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[server\nport = 1\n")
     message = config_error(path)
