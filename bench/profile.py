@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import GATEWAY, PROXIES, WORKLOADS, body_file, start_gateway, start_upstream
+from bench.harness import FLOOR, GATEWAY, PROXIES, WORKLOADS, body_file, start_floor, start_gateway, start_upstream
 from bench.loadgen import Load, run_driver, run_wrk, wrk_path
 from bench.processes import BenchError, Pinning, ProcessGroup, raise_fd_limit, stopping_on_signals
 
@@ -106,7 +106,7 @@ def render(title: str, folded: Folded, requests: float, cpu_s: float, n: int) ->
     total = folded.total or 1
     out = [
         f"== {title}: {folded.total} samples; {requests:,.0f} requests; "
-        f"{cpu_s * 1e6 / max(requests, 1):,.0f} us of gateway CPU per request =="
+        f"{cpu_s * 1e6 / max(requests, 1):,.0f} us of CPU per request =="
     ]
     sections = (
         ("self (innermost frame)", top_self(folded, n)),
@@ -141,6 +141,12 @@ def main() -> int:
         default="ns64,st64",
         help=f"comma-separated subset of {','.join(w.id for w in WORKLOADS)} (default ns64,st64)",
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="profile the Starlette + aiohttp floor instead, to compare"
+    )
+    parser.add_argument(
+        "--gil", action="store_true", help="only samples holding the GIL (leaves out waiting for the writer thread)"
+    )
     args = parser.parse_args()
     by_id = {w.id: w for w in WORKLOADS}
     unknown = [w for w in args.workloads.split(",") if w not in by_id]
@@ -155,12 +161,15 @@ def main() -> int:
     pinning = Pinning.for_machine()
     workdir = Path(tempfile.mkdtemp(prefix="gateway-profile-"))
     group = ProcessGroup(workdir)
-    spec = next(p for p in PROXIES if p.name == GATEWAY)
+    spec = next(p for p in PROXIES if p.name == (FLOOR if args.floor else GATEWAY))
     try:
         with stopping_on_signals(group.stop_all):
             upstream = start_upstream(group, pinning)
             source = args.gateway_src.resolve() if args.gateway_src else None
-            target = start_gateway(group, spec, workdir, upstream, pinning, source)
+            if args.floor:
+                target = start_floor(group, spec, "starlette", upstream, pinning)
+            else:
+                target = start_gateway(group, spec, workdir, upstream, pinning, source)
             for workload in workloads:
                 label, stream = workload.label, workload.stream
                 load = Load(
@@ -187,6 +196,7 @@ def main() -> int:
                         "--duration",
                         str(args.duration + 2),
                         "--nonblocking",
+                        *(["--gil"] if args.gil else []),
                         "-o",
                         str(raw),
                     ],

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway import db, queries
 from gateway.bootstrap import FirstStart, ensure_secrets, load_master_key
 from gateway.client_api import (
-    ClientFastPath,
+    ClientEndpoint,
     client_endpoints,
     client_routes,
     error_response,
@@ -30,15 +30,15 @@ from gateway.client_api import (
 )
 from gateway.config import Settings
 from gateway.crypto import Sealer
-from gateway.errors import Forbidden
 from gateway.metrics import Metrics
 from gateway.proxy import Call, Proxy
 from gateway.recorder import UsageRecorder
-from gateway.records import RequestRecord, iso_ts
+from gateway.records import RequestRecord, iso_ts, month_of
 from gateway.registry import Registry, load_registry, upsert_config_backends
 from gateway.routing import RoutingState
 from gateway.tokens import hash_secret
 from gateway.upstream import new_session
+from gateway.web_auth import host_refusal
 
 log = logging.getLogger("gateway")
 
@@ -59,6 +59,7 @@ class Gateway:
         self.admin_token_hash: str | None = None
         self.session_secret = b""  # signs dashboard sessions (gateway/web_auth.py); loaded by start()
         self.metrics = Metrics()
+        self.allowed_hosts = allowed_hosts(settings)  # Host header names answered (HostCheck)
         self.active: dict[str, Call] = {}  # request id -> the request, from admission until it is recorded
         self._tasks: list[asyncio.Task[None]] = []
         # Set by start():
@@ -117,9 +118,7 @@ class Gateway:
         if rec.cost_usd:
             self.routing.add_spend(self.month_of(rec.wall_ts), rec.api_key, rec.cost_usd)
 
-    @staticmethod
-    def month_of(wall_ts: float) -> str:
-        return iso_ts(wall_ts)[:7]
+    month_of = staticmethod(month_of)
 
     async def reload(self) -> None:
         """Re-read backends, keys and prices; buckets of unchanged backends keep their level."""
@@ -166,29 +165,35 @@ class Gateway:
 class HostCheck:
     """Refuse requests whose Host is not the bound address or an allowed name (DNS rebinding)."""
 
-    def __init__(self, app: ASGIApp, allowed: Callable[[], frozenset[str]]) -> None:
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
         self.app = app
         self.allowed = allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            host = _host_of(scope)
-            if host not in self.allowed():
-                started = time.perf_counter()
-                error = Forbidden(f"Host '{host}' is not allowed; add it to [server].allowed_hosts")
-                await error_response(error, new_request_id(), started)(scope, receive, send)
-                return
+        if scope["type"] == "http" and (refusal := host_refusal(scope, self.allowed)) is not None:
+            await error_response(refusal, new_request_id(), time.perf_counter())(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
-def _host_of(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"host":
-            host: str = value.decode("latin-1").lower()
-            if host.startswith("["):
-                return host[: host.find("]") + 1]
-            return host.rsplit(":", 1)[0] if ":" in host else host
-    return ""
+class GatewayApp(Starlette):
+    """Starlette, except that POSTs to the /v1 endpoints go straight to them, before its middleware stack.
+
+    Those endpoints check the Host, add the security headers and answer every error themselves, so
+    Starlette's error and routing layers and the two wrapping middlewares (each a closure around `send`,
+    called again for every chunk of a stream) would only add work on the path every request takes.
+    """
+
+    fast_paths: dict[str, ClientEndpoint]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.fast_paths.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def allowed_hosts(settings: Settings) -> frozenset[str]:
@@ -221,11 +226,10 @@ def create_app(
     dashboard = Dashboard()
     endpoints = client_endpoints()
     routes = [*client_routes(endpoints), *admin_routes(), *dashboard.routes(), *(extra_routes or [])]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app = GatewayApp(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.fast_paths = endpoints
     app.state.gateway = gateway
     app.state.session_check = dashboard.session_check
-    hosts = allowed_hosts(settings)
-    app.add_middleware(ClientFastPath, endpoints=endpoints)  # innermost: after the Host check
-    app.add_middleware(HostCheck, allowed=lambda: hosts)
+    app.add_middleware(HostCheck, allowed=gateway.allowed_hosts)
     app.add_middleware(SecurityHeaders)  # outermost: refusals by HostCheck carry the headers too
     return app

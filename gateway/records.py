@@ -154,3 +154,8 @@ def _hour_string(hour_index: int) -> str:
 def hour_of(wall_ts: float) -> str:
     """hour_bucket(), memoized per hour: a flush folds thousands of records from a few hours."""
     return _hour_string(int(wall_ts // 3600))
+
+
+def month_of(wall_ts: float) -> str:
+    """ "2026-11": the calendar month (UTC) that monthly budgets count in; read twice per request."""
+    return _hour_string(int(wall_ts // 3600))[:7]

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import Forbidden
+
 SESSION_COOKIE = "gw_session"
 FLASH_COOKIE = "gw_flash"
 SESSION_TTL_S = 12 * 3600
@@ -102,6 +104,25 @@ class LoggedOut:
 
     def prune(self, wall_now: float) -> None:
         self._until = {sid: until for sid, until in self._until.items() if until > wall_now}
+
+
+def host_of(scope: Scope) -> str:
+    """The Host header's name, lower-cased, without the port (an IPv6 literal keeps its brackets)."""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host: str = value.decode("latin-1").lower()
+            if host.startswith("["):
+                return host[: host.find("]") + 1]
+            return host.rsplit(":", 1)[0] if ":" in host else host
+    return ""
+
+
+def host_refusal(scope: Scope, allowed: frozenset[str]) -> Forbidden | None:
+    """A Host that is not the bound address or an allowed name is refused (DNS rebinding)."""
+    host = host_of(scope)
+    if host in allowed:
+        return None
+    return Forbidden(f"Host '{host}' is not allowed; add it to [server].allowed_hosts")
 
 
 def own_origin(request: Request) -> str:

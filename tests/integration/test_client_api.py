@@ -536,3 +536,24 @@ def test_requests_in_flight_are_listed_until_they_end(setup: tuple[GatewayServer
     while (left := gateway.admin("GET", "/api/requests/active").json()) != {"data": [], "by_backend": []}:
         assert time.monotonic() < deadline, left
         time.sleep(0.02)
+
+
+def test_a_bug_in_the_gateway_is_an_openai_shaped_500_and_leaves_nothing_in_flight(
+    setup: tuple[GatewayServer, FakeUpstream, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway, fake, key = setup
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gateway.gateway.proxy, "check_client_key", broken)
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 500
+    assert response.json()["error"]["message"] == "The gateway failed; see its log"
+    assert response.headers["x-request-id"].startswith("req_")
+    assert gateway.admin("GET", "/api/requests/active").json()["data"] == []
+    assert fake.post_hits == 0

@@ -486,6 +486,30 @@ def test_foreign_host_header_is_refused(gateway: GatewayServer, path: str) -> No
     assert response.headers["x-request-id"].startswith("req_")
 
 
+def test_client_api_posts_check_the_host_and_carry_security_headers(gateway: GatewayServer, fake: FakeUpstream) -> None:
+    # POSTs to /v1 are dispatched before the middlewares (GatewayApp): they do both themselves.
+    gateway.add_backend("main", fake.url, ["gpt-4o-mini"])
+    auth = {"authorization": f"Bearer {gateway.new_key('k')}"}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
+    url = gateway.url + "/v1/chat/completions"
+    foreign = httpx.post(url, json=body, headers={**auth, "host": "evil.example"})
+    assert foreign.status_code == 403 and "evil.example" in foreign.json()["error"]["message"]
+    assert fake.post_hits == 0
+    answers = [
+        foreign,
+        httpx.post(url, json=body, headers=auth),
+        httpx.post(url, json={**body, "stream": True}, headers=auth),
+        httpx.post(url, json=body),  # 401
+        httpx.post(url, content=b"{", headers=auth),  # 400
+    ]
+    assert [r.status_code for r in answers] == [403, 200, 200, 401, 400]
+    for response in answers:
+        assert response.headers["x-request-id"].startswith("req_")
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-frame-options"] == "DENY"
+
+
 @pytest.mark.parametrize(
     "path", ["/", "/login", "/keys", "/api/overview", "/static/app.js", "/v1/models", "/nowhere", "/healthz"]
 )

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from gateway.records import HOURLY_COUNTERS, Attempt, RequestRecord, fold_hourly
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.records import HOURLY_COUNTERS, Attempt, RequestRecord, fold_hourly, iso_ts, month_of
 from gateway.usage import Usage
 
 T0 = 1_764_000_000.0  # 2025-11-24T16:00:00Z
@@ -106,3 +110,12 @@ def test_usage_request_is_spliced_into_the_original_bytes() -> None:
     assert body.startswith(raw.rstrip()[:-1])  # the client's bytes, untouched
     assert orjson.loads(body)["stream_options"] == {"include_usage": True}
     assert b"123456789012345678901234567890" in body
+
+
+@pytest.mark.parametrize(
+    "wall_ts",
+    [0.0, 1_767_225_599.999, 1_767_225_600.0, 1_772_323_199.5, 1_764_435_600.25],  # month and year boundaries
+)
+def test_month_of_is_the_utc_month_of_the_timestamp(wall_ts: float) -> None:
+    assert month_of(wall_ts) == iso_ts(wall_ts)[:7]
+    assert month_of(wall_ts) == datetime.fromtimestamp(wall_ts, UTC).strftime("%Y-%m")
