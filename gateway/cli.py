@@ -258,24 +258,12 @@ async def _backend_list(settings: Settings) -> int:
 
 async def _stored_backends(conn: Any) -> list[BackendSpec]:
     """The database's backends without their keys: listing never unseals an upstream key."""
+    from gateway.registry import backend_from_row
+
     models: dict[str, list[ModelRoute]] = {}
     for m in await db.list_backend_models(conn):
         models.setdefault(m["backend"], []).append(ModelRoute(m["name"], m["upstream"]))
-    return [
-        BackendSpec(
-            name=r["name"],
-            base_url=r["base_url"],
-            pool=r["pool"],
-            models=tuple(models.get(r["name"], [])),
-            rpm=r["rpm"],
-            tpm=r["tpm"],
-            priority=r["priority"],
-            weight=r["weight"],
-            timeout=r["timeout"],
-            enabled=bool(r["enabled"]),
-        )
-        for r in await db.list_backend_rows(conn)
-    ]
+    return [backend_from_row(r, models.get(r["name"], []), None) for r in await db.list_backend_rows(conn)]
 
 
 def _backend_state(

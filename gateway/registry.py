@@ -112,12 +112,13 @@ def build_registry(
     )
 
 
-def backend_from_row(row: Any, models: list[ModelRoute], sealer: Sealer) -> BackendSpec:
+def backend_from_row(row: Any, models: list[ModelRoute], sealer: Sealer | None) -> BackendSpec:
+    """A stored backend; without a sealer its upstream key stays sealed and the spec has none."""
     sealed = row["api_key_sealed"]
     return BackendSpec(
         name=row["name"],
         base_url=row["base_url"],
-        api_key=sealer.open(sealed) if sealed else "",
+        api_key=sealer.open(sealed) if sealed and sealer is not None else "",
         pool=row["pool"],
         models=tuple(models),
         rpm=row["rpm"],
