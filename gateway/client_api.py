@@ -160,6 +160,7 @@ class ClientEndpoint:
             response.raw_headers.extend(SECURITY_HEADERS)
         except Exception:
             log.exception("request %s failed in the gateway", request_id)
+            gateway.active.pop(request_id, None)  # it will never be recorded
             response = error_response(GatewayError("The gateway failed; see its log"), request_id, started)
             response.raw_headers.extend(SECURITY_HEADERS)
         await response(scope, receive, send)

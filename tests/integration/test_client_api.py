@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from gateway import client_api
 from gateway.usage import hour_bucket
 from tests.fakes import EMBEDDING_DIMENSIONS, FakeUpstream, Reply, embedding_vector
 from tests.servers import GatewayServer
@@ -546,14 +547,22 @@ def test_a_bug_in_the_gateway_is_an_openai_shaped_500_and_leaves_nothing_in_flig
     def broken(*args: Any) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(gateway.gateway.proxy, "check_client_key", broken)
-    response = httpx.post(
-        gateway.url + "/v1/chat/completions",
-        json={"model": "gpt-4o-mini", "messages": MESSAGES},
-        headers={"authorization": f"Bearer {key}"},
-    )
-    assert response.status_code == 500
-    assert response.json()["error"]["message"] == "The gateway failed; see its log"
-    assert response.headers["x-request-id"].startswith("req_")
+    def ask() -> httpx.Response:
+        return httpx.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": MESSAGES},
+            headers={"authorization": f"Bearer {key}"},
+        )
+
+    with monkeypatch.context() as patch:  # before any upstream attempt
+        patch.setattr(gateway.gateway.proxy, "check_client_key", broken)
+        before = ask()
+    with monkeypatch.context() as patch:  # after the upstream answered
+        patch.setattr(client_api, "_body_usage", broken)
+        after = ask()
+    for response in (before, after):
+        assert response.status_code == 500
+        assert response.json()["error"]["message"] == "The gateway failed; see its log"
+        assert response.headers["x-request-id"].startswith("req_")
     assert gateway.admin("GET", "/api/requests/active").json()["data"] == []
-    assert fake.post_hits == 0
+    assert fake.post_hits == 1
