@@ -38,7 +38,7 @@ from gateway.registry import Registry, load_registry, upsert_config_backends
 from gateway.routing import RoutingState
 from gateway.tokens import hash_secret
 from gateway.upstream import new_session
-from gateway.web_auth import host_refusal
+from gateway.web_auth import LOGGED_OUT_SETTING, LoggedOut, host_refusal
 
 log = logging.getLogger("gateway")
 
@@ -58,6 +58,7 @@ class Gateway:
         self.first_start = FirstStart()
         self.admin_token_hash: str | None = None
         self.session_secret = b""  # signs dashboard sessions (gateway/web_auth.py); loaded by start()
+        self.logged_out = LoggedOut()  # dashboard sessions ended by a logout; loaded by start()
         self.metrics = Metrics()
         self.allowed_hosts = allowed_hosts(settings)  # Host header names answered (HostCheck)
         self.active: dict[str, Call] = {}  # request id -> the request, from admission until it is recorded
@@ -78,6 +79,7 @@ class Gateway:
         self.first_start = await ensure_secrets(self.writer, settings)
         self.admin_token_hash = await db.get_setting(self.writer, "admin_token_hash")
         self.session_secret = base64.b64decode(await db.get_setting(self.writer, "session_secret") or "")
+        self.logged_out = LoggedOut.from_json(await db.get_setting(self.writer, LOGGED_OUT_SETTING), time.time())
         await upsert_config_backends(self.writer, self.sealer, settings.backends)
         await self.reload()
         now, wall_now = time.monotonic(), time.time()

@@ -8,24 +8,35 @@ data and the templates only show it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+import aiosqlite
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway import admin, admin_usage, manage, usage_report
+from gateway import admin, admin_usage, db, manage, usage_report
 from gateway.errors import BadRequest, GatewayError
 from gateway.overview import build_overview
 from gateway.pages import WEB_DIR, FormRejected, Web, local_path, read_form
 from gateway.reports import HOURLY_STACKS
-from gateway.web_auth import FAILED_LOGIN_DELAY_S, SESSION_COOKIE, SESSION_TTL_S, is_same_origin, is_secure_request
+from gateway.web_auth import (
+    FAILED_LOGIN_DELAY_S,
+    LOGGED_OUT_SETTING,
+    SESSION_COOKIE,
+    SESSION_TTL_S,
+    is_same_origin,
+    is_secure_request,
+)
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+log = logging.getLogger("gateway")
 
 REFRESH_S = 3  # how often the overview polls its JSON twin
 
@@ -97,8 +108,12 @@ class Dashboard:
         return response
 
     async def logout(self, request: Request, gateway: Gateway, form: dict[str, str]) -> Response:
-        self.web.logged_out.add(request.state.session)
-        self.web.logged_out.prune(time.time())
+        gateway.logged_out.add(request.state.session)
+        gateway.logged_out.prune(time.time())
+        try:
+            await db.set_setting(gateway.writer, LOGGED_OUT_SETTING, gateway.logged_out.to_json())
+        except aiosqlite.Error as e:  # still logged out until a restart; the cookie expires within 12 hours
+            log.warning("could not save the logout: %s", e)
         response = self.web.redirect(request, "/login", "info", "Logged out.")
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response

@@ -25,7 +25,6 @@ from gateway.errors import GatewayError
 from gateway.web_auth import (
     FLASH_COOKIE,
     SESSION_COOKIE,
-    LoggedOut,
     Session,
     Signer,
     is_same_origin,
@@ -93,7 +92,6 @@ class Web:
     def __init__(self) -> None:
         self._env: jinja2.Environment | None = None
         self.static_version = _static_version()
-        self.logged_out = LoggedOut()
 
     @property
     def env(self) -> jinja2.Environment:
@@ -113,7 +111,7 @@ class Web:
         if not gateway.session_secret:
             return None
         session = self.signer(gateway).read_session(request.cookies.get(SESSION_COOKIE), time.time())
-        if session is None or session in self.logged_out:
+        if session is None or session in gateway.logged_out:
             return None
         return session
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -90,11 +91,33 @@ class Signer:
         return 0 <= wall_now - int(stamp) <= LOGIN_FORM_TTL_S
 
 
-class LoggedOut:
-    """Session ids ended by a logout, until their cookie would have expired anyway."""
+LOGGED_OUT_SETTING = "logged_out_sessions"
 
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
+
+class LoggedOut:
+    """Session ids ended by a logout, until their cookie would have expired anyway.
+
+    Saved in the settings table (LOGGED_OUT_SETTING) at every logout and read at start, so a
+    logged-out cookie stays refused across a restart.
+    """
+
+    def __init__(self, until: dict[str, float] | None = None) -> None:
+        self._until: dict[str, float] = dict(until or {})
+
+    @classmethod
+    def from_json(cls, text: str | None, wall_now: float) -> LoggedOut:
+        """The saved set, less what has expired; an unreadable value counts as none (cookies expire anyway)."""
+        try:
+            saved = json.loads(text) if text else {}
+        except ValueError:
+            saved = {}
+        if not isinstance(saved, dict):
+            saved = {}
+        until = {sid: float(t) for sid, t in saved.items() if isinstance(t, int | float) and t > wall_now}
+        return cls(until)
+
+    def to_json(self) -> str:
+        return json.dumps(self._until, sort_keys=True)
 
     def add(self, session: Session) -> None:
         self._until[session.session_id] = session.expires_at

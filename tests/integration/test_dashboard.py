@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import openai
@@ -391,6 +392,23 @@ def test_logout_ends_the_session_even_if_the_cookie_is_replayed(gateway: Gateway
     assert response.status_code == 303 and response.headers["location"] == "/login"
     assert httpx.get(gateway.url + "/api/keys", cookies={"gw_session": cookie}).status_code == 401
     assert httpx.get(gateway.url + "/", cookies={"gw_session": cookie}).status_code == 303
+
+
+def test_a_logout_is_remembered_across_a_restart(tmp_path: Path) -> None:
+    first = GatewayServer(tmp_path / "data").start()
+    try:
+        with Dashboard(first) as leaving, Dashboard(first) as staying:
+            assert leaving.login().status_code == 303 and staying.login().status_code == 303
+            ended, kept = leaving.http.cookies["gw_session"], staying.http.cookies["gw_session"]
+            assert leaving.post("/logout", {}).status_code == 303
+    finally:
+        first.stop()
+    second = GatewayServer(tmp_path / "data").start()
+    try:
+        assert httpx.get(second.url + "/api/keys", cookies={"gw_session": ended}).status_code == 401
+        assert httpx.get(second.url + "/api/keys", cookies={"gw_session": kept}).status_code == 200
+    finally:
+        second.stop()
 
 
 def test_client_api_never_accepts_the_dashboard_session(

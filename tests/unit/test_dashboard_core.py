@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date
 
@@ -12,7 +13,7 @@ from gateway.errors import BadRequest
 from gateway.histogram import bucket_ms, bucket_of, fold_latency, percentile
 from gateway.records import RequestRecord
 from gateway.usage_report import parse_params, to_csv
-from gateway.web_auth import SESSION_TTL_S, Signer
+from gateway.web_auth import SESSION_TTL_S, LoggedOut, Session, Signer
 
 SECRET = b"s" * 32
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -165,3 +166,18 @@ def test_csv_neutralises_formulas() -> None:
     row.update({c: 0 for c in HOURLY_COUNTERS})
     text = to_csv({"group_by": "model", "data": [row], "totals": {**row, "key": "Total"}})
     assert "\n'=HYPERLINK(1)," in text
+
+
+def test_logged_out_sessions_round_trip_through_json_less_what_expired() -> None:
+    ended = LoggedOut()
+    ended.add(Session("old", 100.0))
+    ended.add(Session("recent", 5_000.0))
+    restored = LoggedOut.from_json(ended.to_json(), wall_now=1_000.0)
+    assert Session("recent", 5_000.0) in restored
+    assert Session("old", 100.0) not in restored  # its cookie has expired anyway
+    assert json.loads(restored.to_json()) == {"recent": 5_000.0}
+
+
+@pytest.mark.parametrize("saved", [None, "", "not json", "[1, 2]", '{"a": "soon"}', '{"a": null}'])
+def test_an_unreadable_saved_logout_set_counts_as_empty(saved: str | None) -> None:
+    assert LoggedOut.from_json(saved, wall_now=0.0).to_json() == "{}"
