@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 POOLS = ("primary", "fallback")
 
 # Cloud metadata endpoints: a backend pointing there would leak instance credentials.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _METADATA_HOSTS = frozenset(
     {
         "169.254.169.254",
@@ -133,16 +135,39 @@ def validate_base_url(value: object) -> str:
         raise _fail("base_url", value, "an http:// or https:// URL")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise _fail("base_url", value, "a URL without credentials, query or fragment")
-    if host in _METADATA_HOSTS or _is_link_local(host):
+    if _is_metadata_address(host):
         raise InvalidBackend("base_url", f"base_url has value '{value}'; cloud metadata addresses are refused")
     return value.strip().rstrip("/")
 
 
-def _is_link_local(host: str) -> bool:
+def _is_metadata_address(host: str) -> bool:
+    """A metadata name, or an address that reaches a link-local or metadata IP in any spelling."""
+    name = host.strip("[]").rstrip(".")  # "metadata.google.internal." is the same name
+    if name in _METADATA_HOSTS:
+        return True
+    address = _ip_of(name)
+    return address is not None and (str(address) in _METADATA_HOSTS or address.is_link_local)
+
+
+def _ip_of(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP a literal stands for, as the resolver reads it, IPv4 inside IPv6 unwrapped; None for a name.
+
+    getaddrinfo takes the legacy IPv4 forms too (0xa9fea9fe, 2852039166, 0251.0376.0251.0376,
+    169.254.43518) and connects to ::ffff:a.b.c.d or NAT64's 64:ff9b::a.b.c.d as to a.b.c.d.
+    """
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_link_local
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(name)
     except ValueError:
-        return False
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
 
 
 def _models(value: object) -> tuple[ModelRoute, ...]:

@@ -431,6 +431,12 @@ def valid_backend(fake: FakeUpstream, **changes: Any) -> dict[str, Any]:
         ("http://metadata.google.internal/computeMetadata/v1", ("base_url", "metadata")),
         ("http://[fd00:ec2::254]/", ("base_url", "metadata")),
         ("http://169.254.170.2/v2/credentials", ("base_url", "metadata")),
+        # Other spellings of 169.254.169.254 that the resolver (and aiohttp) accept.
+        ("http://0xa9fea9fe/latest", ("base_url", "metadata")),
+        ("http://2852039166/latest", ("base_url", "metadata")),
+        ("http://0251.0376.0251.0376/", ("base_url", "metadata")),
+        ("http://[::ffff:169.254.169.254]/", ("base_url", "metadata")),
+        ("http://metadata.google.internal./computeMetadata/v1", ("base_url", "metadata")),
         ("http://user:pass@example.com/v1", ("base_url", "credentials")),
         ("http://example.com:99999/v1", ("base_url",)),
     ],
