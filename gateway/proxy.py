@@ -250,7 +250,12 @@ class Proxy:
         now = time.monotonic()
         limits = self.state.limits
         if only_rate_limited:
-            frees = [seconds_until_free(c.name, now, limits, 0) for c in ordered if c.name not in excluded]
+            # When this request fits again: a TPM bucket must hold its estimate, not just a token.
+            frees = [
+                seconds_until_free(c.name, now, limits, call.estimated_tokens)
+                for c in ordered
+                if c.name not in excluded
+            ]
             retry_after = min(frees) if frees else 1.0
             return RateLimited(
                 f"Every backend serving '{call.model}' is rate limited; retry in {max(1, round(retry_after))}s",
