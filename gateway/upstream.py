@@ -175,9 +175,16 @@ async def _first_event(response: aiohttp.ClientResponse, first_token_timeout_s: 
         parsed, code, message = error_details(first_data)
         if isinstance(parsed, dict) and "error" in parsed:
             _close(response)
-            kind = classify_status(_status_of_error(parsed), code)
+            status = _status_of_error(parsed)
+            kind = classify_status(status, code)
+            if kind == "client_error":
+                # The upstream blamed the request (rule 6): answered as the 4xx it is, not held against
+                # the backend; context_length_exceeded may still move to another model.
+                return Answer(
+                    "client_error", status, first_data, error_json=parsed, error_code=code, message=message or ""
+                )
             return Answer(
-                "stream_error" if kind in ("ok", "client_error") else kind,
+                "stream_error" if kind == "ok" else kind,
                 response.status,
                 first_data,
                 error_json=parsed,
@@ -196,14 +203,23 @@ async def _first_event(response: aiohttp.ClientResponse, first_token_timeout_s: 
     )
 
 
+_REQUEST_ERROR_CODES = frozenset({"context_length_exceeded", "invalid_request_error", "invalid_prompt"})
+
+
 def _status_of_error(parsed: dict[str, object]) -> int:
-    """Some upstreams put an HTTP-like status in an in-stream error (`error.code: 429`)."""
+    """The HTTP status an in-stream error stands for.
+
+    Some upstreams put one in it (`error.code: 429`); without one, an error that blames the
+    request (OpenAI's `invalid_request_error` type, `context_length_exceeded`) is a 400, else a 500.
+    """
     error = parsed.get("error")
     if isinstance(error, dict):
         for key in ("status", "code"):
             value = error.get(key)
             if isinstance(value, int) and 100 <= value < 600:
                 return value
+        if error.get("type") in _REQUEST_ERROR_CODES or error.get("code") in _REQUEST_ERROR_CODES:
+            return 400
     return 500
 
 

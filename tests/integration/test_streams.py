@@ -98,6 +98,30 @@ def test_a_rate_limit_error_as_first_event_cools_the_backend_down(
     assert pair.status()["primary"]["state"] == "cooling"
 
 
+def test_a_request_error_as_first_event_is_the_clients_400_and_not_the_backends_fault(
+    gateway: GatewayServer, fake: FakeUpstream, fake2: FakeUpstream
+) -> None:
+    pair = two_pools(gateway, fake, fake2)  # both pools serve the same upstream model
+    too_long = {
+        "message": "This model's maximum context length is 128000 tokens",
+        "type": "invalid_request_error",
+        "code": "context_length_exceeded",
+    }
+    bad_value = {"message": "Invalid 'temperature'", "type": "invalid_request_error", "param": "temperature"}
+    fake.enqueue(*(Reply.ok(first_event_error=too_long) for _ in range(3)), Reply.ok(first_event_error=bad_value))
+
+    for _ in range(3):  # as many as would open a circuit if they counted as failures
+        with pytest.raises(openai.BadRequestError) as caught:
+            stream_text(pair)
+        assert caught.value.code == "context_length_exceeded"  # the same model elsewhere would refuse it too
+    with pytest.raises(openai.BadRequestError) as caught:
+        stream_text(pair)
+    assert "temperature" in caught.value.message  # rule 6: no retry, no failover
+    assert (fake.post_hits, fake2.post_hits) == (4, 0)
+    assert pair.status()["primary"]["state"] == "ok"
+    assert pair.backend_of() == "primary"
+
+
 # -- after the first byte: no failover, explicit endings ----------------------------------------
 
 
