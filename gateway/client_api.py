@@ -261,6 +261,11 @@ class ClientEndpoint:
             gateway.routing.in_flight[backend.name] -= 1
             if tally.invalid_events:
                 gateway.metrics.invalid_events.labels(backend.name).inc(tally.invalid_events)
+            if tally.upstream_failure is not None:
+                # The attempt that answered failed after all: an error of its backend (rule 11), and a
+                # failure for its circuit (rule 5), so a backend that cuts every stream is skipped.
+                record.attempts[-1].kind = tally.upstream_failure
+            gateway.proxy.stream_ended(backend.name, call.attempt_started, tally.upstream_failure, tally.client_gone)
             record.error = tally.error
             self._finish(gateway, call, backend.name, tally.usage, overhead_ms)
 

@@ -174,7 +174,10 @@ class Proxy:
                     if answer.kind == "ok" or (
                         answer.kind == "client_error" and answer.error_code != "context_length_exceeded"
                     ):
-                        self._on_success(name, call.attempt_started)
+                        if answer.response is None:
+                            self._on_success(name, call.attempt_started)
+                        else:  # a stream being relayed: its circuit's verdict comes when it ends (stream_ended)
+                            self.state.cooldowns.on_success(name, call.attempt_started)
                         return Served(cand, answer)
                     self._on_failure(name, answer, now, call.wall_now)
                     if answer.kind == "client_error":  # context_length_exceeded: only another model may help
@@ -309,6 +312,16 @@ class Proxy:
     def _is_closed(self, name: str, now: float) -> bool:
         """False once this failure opened the circuit: then not even the one same-backend retry goes."""
         return self.state.breakers.state(name, now) == "closed"
+
+    def stream_ended(self, name: str, started_at: float, failure: str | None, client_gone: bool) -> None:
+        """A relayed stream's verdict on its backend's circuit: cut or stalled is a failure (rule 5)."""
+        breakers = self.state.breakers
+        if failure is not None:
+            breakers.on_failure(name, time.monotonic())
+        elif client_gone:
+            breakers.release_probe(name)  # no verdict on the backend
+        else:
+            breakers.on_success(name, started_at)
 
     def _on_success(self, name: str, started_at: float) -> None:
         self.state.cooldowns.on_success(name, started_at)

@@ -35,6 +35,9 @@ class StreamTally:
     saw_done: bool = False
     saw_finish: bool = False
     error: str | None = None
+    # How the upstream failed after the first event, as an attempt kind (gateway.records.ATTEMPT_KINDS):
+    # "connect" (cut), "timeout" (stalled), "stream_error" (ended unfinished); None if it did not.
+    upstream_failure: str | None = None
     client_gone: bool = False
     bytes_out: int = 0
 
@@ -108,17 +111,20 @@ class StreamRelay:
             if not (self.tally.saw_finish or (sends_done and self.tally.saw_done)):
                 # Ended cleanly but unfinished: say so, never a truncated answer that looks complete.
                 self.tally.error = "upstream stream ended before the answer was complete"
+                self.tally.upstream_failure = "stream_error"
                 await self._send(send, stream_error_event(self.tally.error, "stream_incomplete"))
             elif sends_done and not self.tally.saw_done:
                 # Finished without [DONE]: finalise at once so the client does not wait for it.
                 await self._send(send, _DONE)
         except TimeoutError:
             self.tally.error = "upstream stream stalled past stream_idle_timeout"
+            self.tally.upstream_failure = "timeout"
             await self._send(send, stream_error_event(self.tally.error, "stream_stalled"))
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
             # Whole events the upstream sent before the cut still belong to the client.
             await self._forward(send, self.parser.feed(_salvage(self.response.content)))
             self.tally.error = f"upstream stream was cut ({type(e).__name__})"
+            self.tally.upstream_failure = "connect"
             await self._send(send, stream_error_event(self.tally.error, "stream_cut"))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -149,6 +149,26 @@ def test_a_cut_stream_ends_with_an_error_event_and_no_done(
     assert entry["error"] is not None and "cut" in entry["error"]
 
 
+def test_a_backend_that_cuts_its_streams_counts_errors_and_opens_its_circuit(
+    gateway: GatewayServer, fake: FakeUpstream, fake2: FakeUpstream
+) -> None:
+    pair = two_pools(gateway, fake, fake2)  # circuit_failures: 3
+    fake.enqueue(*(Reply.ok(content="abcdefgh", chunks=4, cut_after=2) for _ in range(3)))
+    ids = []
+    for _ in range(3):
+        response, events = raw_events(pair)
+        assert_ends_with_error(events, "stream_cut")
+        ids.append(response.headers["x-request-id"])
+
+    assert pair.status()["primary"]["state"] == "circuit_open"
+    text, raw = stream_text(pair)
+    assert (text, raw.headers["x-gateway-backend"]) == ("Hello!", "fallback")
+    chain = pair.logged(ids[-1])["attempt_chain"]
+    assert [(a["backend"], a["kind"]) for a in chain] == [("primary", "connect")]
+    primary = pair.hourly()[("primary", MODEL)]
+    assert (primary["requests"], primary["attempts"], primary["errors"], primary["errors_connect"]) == (3, 3, 3, 3)
+
+
 def test_a_stream_stalled_past_the_idle_timeout_ends_with_an_error_event(
     make_gateway: MakeGateway, fake: FakeUpstream, fake2: FakeUpstream
 ) -> None:
@@ -163,6 +183,8 @@ def test_a_stream_stalled_past_the_idle_timeout_ends_with_an_error_event(
     assert "stream_idle_timeout" in error["message"]
     assert fake.wait_for_disconnect(timeout=2)  # the stalled upstream was closed
     assert fake2.post_hits == 0
+    chain = pair.logged(response.headers["x-request-id"])["attempt_chain"]
+    assert [(a["backend"], a["kind"]) for a in chain] == [("primary", "timeout")]  # an error of the backend
 
 
 def test_a_slow_but_steady_stream_is_not_cut_by_the_idle_timeout(
