@@ -25,6 +25,7 @@ from gateway.errors import (
     NotFound,
     Unauthorized,
 )
+from gateway.limiter import estimate_stream_usage
 from gateway.pricing import cost_usd
 from gateway.proxy import Call, Served
 from gateway.records import RequestRecord
@@ -267,7 +268,13 @@ class ClientEndpoint:
                 record.attempts[-1].kind = tally.upstream_failure
             gateway.proxy.stream_ended(backend.name, call.attempt_started, tally.upstream_failure, tally.client_gone)
             record.error = tally.error
-            self._finish(gateway, call, backend.name, tally.usage, overhead_ms)
+            usage = tally.usage
+            if usage is None and tally.error is not None and tally.chunks_out:
+                # Ended before the upstream reported usage (it does so last): what was used is still
+                # recorded (rule 10) and billed, so leaving early is no way around a budget.
+                usage = estimate_stream_usage(len(call.raw), tally.chunks_out)
+                record.error = f"{tally.error}; usage estimated"
+            self._finish(gateway, call, backend.name, usage, overhead_ms)
 
         raw_headers = [
             *headers,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gateway.usage import Usage
+
 # About four bytes of JSON per token: OpenAI's rule of thumb for English text is four
 # characters per token, and the JSON keys and quoting of a chat body add a little on
 # top. Text in scripts of several bytes per character (CJK, Cyrillic) comes out lower
@@ -102,3 +104,12 @@ def estimate_tokens(body_len_bytes: int, max_tokens: int | None) -> int:
     prompt_tokens = -(-max(0, body_len_bytes) // BYTES_PER_TOKEN)
     completion_tokens = max_tokens if max_tokens is not None and max_tokens > 0 else DEFAULT_COMPLETION_TOKENS
     return prompt_tokens + completion_tokens
+
+
+def estimate_stream_usage(body_len_bytes: int, chunks: int) -> Usage:
+    """Usage of a stream that ended before its upstream reported any (a client that left, a cut).
+
+    The prompt as admission estimates it (the request body's size / 4); the completion as one token
+    per chunk relayed, as models stream about a token per chunk.
+    """
+    return Usage(prompt_tokens=-(-max(0, body_len_bytes) // BYTES_PER_TOKEN), completion_tokens=max(0, chunks))

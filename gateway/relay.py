@@ -32,6 +32,7 @@ class StreamTally:
 
     usage: Usage | None = None
     invalid_events: int = 0
+    chunks_out: int = 0  # JSON chunks relayed to the client (for a usage estimate if the stream ends early)
     saw_done: bool = False
     saw_finish: bool = False
     error: str | None = None
@@ -170,6 +171,7 @@ class StreamRelay:
                     tally.saw_finish = True
                 if "error" in chunk and tally.error is None:
                     tally.error = "upstream sent an error event mid-stream"
+                tally.chunks_out += 1
             parts.append(event.raw)
         return b"".join(parts)
 

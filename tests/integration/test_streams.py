@@ -288,6 +288,34 @@ def test_a_client_that_disconnects_closes_the_upstream_and_its_partial_usage_is_
     poll(lambda: pair.status()["primary"]["in_flight"] == 0, timeout_s=2)
 
 
+def test_a_client_that_leaves_before_the_final_usage_is_billed_an_estimate(
+    gateway: GatewayServer, fake: FakeUpstream, fake2: FakeUpstream
+) -> None:
+    pair = two_pools(gateway, fake, fake2)
+    price = {"input_per_mtok": 1000.0, "output_per_mtok": 1000.0}
+    assert gateway.admin("PUT", f"/api/pricing/{MODEL}", json=price).status_code == 200
+    # As OpenAI sends it: usage only in the last chunk, which this client never waits for.
+    fake.enqueue(Reply.ok(content="abcdefghij", chunks=10, completion_tokens=10, chunk_delay_s=0.2))
+
+    body = json.dumps({"model": MODEL, "messages": MESSAGES, "stream": True}).encode()
+    headers = {"authorization": f"Bearer {pair.key}", "content-type": "application/json"}
+    with httpx.Client(timeout=10) as client:
+        with client.stream("POST", gateway.url + "/v1/chat/completions", headers=headers, content=body) as response:
+            request_id = response.headers["x-request-id"]
+            seen = 0
+            for line in response.iter_lines():
+                seen += line.startswith("data: ")
+                if seen == 3:
+                    break
+    assert fake.wait_for_disconnect(timeout=1.0)
+
+    entry = pair.logged(request_id)
+    assert entry["error"] == "client disconnected; usage estimated"
+    assert entry["prompt_tokens"] == -(-len(body) // 4)  # a token per 4 bytes of the request, as admission counts
+    assert 3 <= entry["completion_tokens"] < 10  # a token per chunk relayed
+    assert entry["cost_usd"] > 0  # billed, so leaving early is no way around a budget
+
+
 _UNFINISHED_CHAT = (
     b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
     b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}\n\n'

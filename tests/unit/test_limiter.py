@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from gateway.limiter import DEFAULT_COMPLETION_TOKENS, TokenBucket, estimate_tokens
+from gateway.limiter import DEFAULT_COMPLETION_TOKENS, TokenBucket, estimate_stream_usage, estimate_tokens
 
 
 def drained(limit: float = 60.0, now: float = 0.0) -> TokenBucket:
@@ -139,3 +139,9 @@ def test_estimate_tokens(body_len_bytes, max_tokens, expected):
 
 def test_default_completion_estimate_is_modest():
     assert DEFAULT_COMPLETION_TOKENS == 256
+
+
+def test_a_stream_that_ended_early_is_estimated_from_its_request_and_chunks() -> None:
+    usage = estimate_stream_usage(body_len_bytes=401, chunks=7)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (101, 7)  # 401 bytes / 4, rounded up
+    assert estimate_stream_usage(0, 0).total_tokens == 0
