@@ -174,7 +174,10 @@ class Proxy:
                     if answer.kind == "ok" or (
                         answer.kind == "client_error" and answer.error_code != "context_length_exceeded"
                     ):
-                        if answer.response is None:
+                        if answer.kind == "client_error":
+                            # The backend is up, but a refused request is no success: the 429 back-off stays.
+                            self.state.breakers.on_success(name, call.attempt_started)
+                        elif answer.response is None:
                             self._on_success(name, call.attempt_started)
                         else:  # a stream being relayed: its circuit's verdict comes when it ends (stream_ended)
                             self.state.cooldowns.on_success(name, call.attempt_started)

@@ -173,6 +173,13 @@ async def _first_event(response: aiohttp.ClientResponse, first_token_timeout_s: 
         return Answer("stream_error", response.status, message="stream ended before its first event")
     if first_data.startswith(b"{") and b'"error"' in first_data:
         parsed, code, message = error_details(first_data)
+        if isinstance(parsed, dict) and parsed.get("type") == "error" and "error" not in parsed:
+            # The Responses API's error event, {"type": "error", "code", "message", "param"}: read (and, if it
+            # goes back to the client as a 4xx, answered) in the shape of every other error.
+            code = parsed.get("code") if isinstance(parsed.get("code"), str | int) else None
+            message = str(parsed.get("message") or "")
+            parsed = {"error": {"message": message, "type": "error", "param": parsed.get("param"), "code": code}}
+            first_data = orjson.dumps(parsed)
         if isinstance(parsed, dict) and "error" in parsed:
             _close(response)
             status = _status_of_error(parsed)
@@ -220,6 +227,8 @@ def _status_of_error(parsed: dict[str, object]) -> int:
                 return value
         if error.get("type") in _REQUEST_ERROR_CODES or error.get("code") in _REQUEST_ERROR_CODES:
             return 400
+        if error.get("code") in ("rate_limit_exceeded", "insufficient_quota"):
+            return 429
     return 500
 
 

@@ -66,6 +66,22 @@ def test_429_with_retry_after_is_answered_by_fallback_and_primary_rests_for_it(
     assert pair.status()["primary"]["consecutive_429"] == 0  # a success resets the back-off
 
 
+def test_a_clients_400_between_two_429s_does_not_reset_the_back_off(
+    gateway: GatewayServer, fake: FakeUpstream, fake2: FakeUpstream
+) -> None:
+    pair = two_pools(gateway, fake, fake2)
+    fake.enqueue(Reply.error(429, "Rate limit reached", headers={"retry-after": "1"}))
+    assert pair.backend_of() == "fallback"
+    poll(lambda: pair.status()["primary"]["state"] == "ok", timeout_s=3)
+    fake.enqueue(Reply.error(400, "Invalid 'temperature'", type="invalid_request_error"))
+    with pytest.raises(openai.BadRequestError):
+        pair.ask()  # the client's fault: answered as it is (rule 6)
+    assert pair.status()["primary"]["consecutive_429"] == 1  # not a success: the back-off stays
+    fake.enqueue(Reply.error(429, "Rate limit reached", headers={"retry-after": "1"}))
+    assert pair.backend_of() == "fallback"
+    assert pair.status()["primary"]["consecutive_429"] == 2
+
+
 def test_persistent_429_without_hint_backs_off_exponentially_and_spares_the_primary(
     gateway: GatewayServer, fake: FakeUpstream, fake2: FakeUpstream
 ) -> None:

@@ -339,6 +339,29 @@ def test_a_stream_that_ends_cleanly_before_its_finish_ends_with_an_error_event(
     assert_ends_with_error(events, "stream_incomplete")
 
 
+def _responses_error_event(code: str) -> bytes:
+    data = {"type": "error", "code": code, "message": f"upstream says {code}", "param": None, "sequence_number": 0}
+    return b"event: error\ndata: " + json.dumps(data).encode() + b"\n\n"
+
+
+def test_a_responses_stream_whose_first_event_is_an_error_fails_over(
+    gateway: GatewayServer, fake: FakeUpstream, fake2: FakeUpstream
+) -> None:
+    pair = two_pools(gateway, fake, fake2)
+    sse = {"content-type": "text/event-stream"}
+    fake.enqueue(
+        Reply.raw(200, _responses_error_event("server_error"), headers=sse),
+        Reply.raw(200, _responses_error_event("rate_limit_exceeded"), headers=sse),
+    )
+    for _ in range(2):
+        raw = pair.client.responses.with_raw_response.create(model=MODEL, input="hi", stream=True)
+        assert raw.headers["x-gateway-backend"] == "fallback"
+        kinds = [event.type for event in raw.parse()]
+        assert kinds[-1] == "response.completed"
+    assert (fake.post_hits, fake2.post_hits) == (2, 2)
+    assert pair.status()["primary"]["state"] == "cooling"  # rate_limit_exceeded counts as a 429
+
+
 def test_a_responses_stream_without_its_terminal_event_ends_with_an_error_event(
     gateway: GatewayServer, fake: FakeUpstream, fake2: FakeUpstream
 ) -> None:
