@@ -202,6 +202,53 @@ models = ["gpt-4o-mini"]
     assert statuses == [(200, sent + 1)]
 
 
+def test_a_hard_kill_loses_at_most_the_last_flush_and_the_database_opens_clean(
+    serve: Callable[..., ServeProcess], fake: FakeUpstream, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    data_dir = tmp_path / "data"
+    config = f"""
+[usage]
+flush_interval = 0.2
+
+[[backends]]
+name = "fake"
+base_url = "{fake.url}"
+models = ["gpt-4o-mini"]
+"""
+    server = serve(data_dir, config, GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN)
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    created = httpx.post(server.url + "/api/keys", json={"name": "alice"}, headers=headers)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=created.json()["key"], max_retries=0, timeout=30)
+    request.addfinalizer(client.close)
+
+    for _ in range(20):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    wait_for(
+        lambda: httpx.get(server.url + "/healthz", timeout=5).json()["usage"]["written"] >= 20,
+        5,
+        "the first 20 requests to be flushed",
+    )
+    for _ in range(5):  # answered, and recorded in memory; the kill may come before their flush
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    server.process.kill()  # SIGKILL: no shutdown, no last flush
+    server.process.wait()
+
+    db_path = data_dir / "gateway.db"
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
+    logged, hourly, _, _ = count_rows(db_path)
+    assert 20 <= logged <= 25
+    assert hourly == logged  # buckets and log are written in one transaction: never one without the other
+
+    again = serve(data_dir, config, GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN)  # and it starts again on that file
+    client = openai.OpenAI(base_url=again.url + "/v1", api_key=created.json()["key"], max_retries=0, timeout=30)
+    request.addfinalizer(client.close)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content
+
+
 # -- (2) a locked database -------------------------------------------------------------------------
 
 
