@@ -82,6 +82,24 @@ def test_a_clients_400_between_two_429s_does_not_reset_the_back_off(
     assert pair.status()["primary"]["consecutive_429"] == 2
 
 
+def test_an_upstream_redirect_is_never_followed(
+    gateway: GatewayServer, fake: FakeUpstream, fake2: FakeUpstream
+) -> None:
+    # Only the operator decides where a backend points: a 3xx is a misconfigured backend, not a new address.
+    pair = two_pools(gateway, fake, fake2, fallback_models=["other-model"])  # no fallback for MODEL
+    fake.enqueue(Reply.raw(307, headers={"location": fake2.url + "/chat/completions"}))
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        pair.ask()
+    assert caught.value.status_code == 502
+    assert fake2.post_hits == 0  # the redirect's target never saw the request (nor its upstream key)
+    chain = [
+        (a["backend"], a["status"], a["kind"])
+        for a in pair.logged(caught.value.response.headers["x-request-id"])["attempt_chain"]
+    ]
+    assert chain == [("primary", 307, "5xx")]
+
+
 def test_persistent_429_without_hint_backs_off_exponentially_and_spares_the_primary(
     gateway: GatewayServer, fake: FakeUpstream, fake2: FakeUpstream
 ) -> None:
