@@ -23,6 +23,9 @@ import httpx
 import openai
 import pytest
 
+from gateway import db
+from gateway.recorder import UsageRecorder
+from gateway.records import RequestRecord
 from tests.fakes import FakeUpstream, Reply
 from tests.servers import GatewayServer
 
@@ -340,6 +343,26 @@ def test_a_stop_during_a_blocked_flush_loses_nothing(
 
     assert not stopper.is_alive()
     assert count_rows(gateway.settings.db_path) == (6, 6, 60, 30)
+
+
+async def test_past_its_bound_the_recorder_drops_new_records_and_counts_them(tmp_path: Path) -> None:
+    conn = await db.open_db(tmp_path / "gateway.db")
+    try:
+        recorder = UsageRecorder(conn, max_pending=3)  # the gateway's bound is 200,000 records
+
+        def record(n: int) -> None:
+            for i in range(n):
+                recorder.record(RequestRecord(f"req_{time.monotonic_ns()}_{i}", time.time(), "chat", "alice", "m"))
+
+        record(5)
+        assert (recorder.stats.recorded, recorder.stats.dropped, recorder.backlog) == (3, 2, 3)
+        assert await recorder.flush()
+        record(1)  # room again once the backlog is written
+        assert await recorder.flush()
+        assert (recorder.stats.written, recorder.stats.dropped) == (4, 2)
+        assert count_rows(tmp_path / "gateway.db")[:2] == (4, 4)  # what was kept is written exactly once
+    finally:
+        await conn.close()
 
 
 # -- (3) first start secrets -----------------------------------------------------------------------
