@@ -151,18 +151,18 @@ class ClientEndpoint:
         gateway: Gateway = scope["app"].state.gateway
         request_id = new_request_id()
         started = time.perf_counter()
-        try:
-            refusal = host_refusal(scope, gateway.allowed_hosts)
-            if refusal is not None:
-                raise refusal
-            response = await self._serve(gateway, scope, receive, request_id, started)
-        except GatewayError as e:
-            response = error_response(e, request_id, started)
-            response.raw_headers.extend(SECURITY_HEADERS)
-        except Exception:
-            log.exception("request %s failed in the gateway", request_id)
-            gateway.active.pop(request_id, None)  # it will never be recorded
-            response = error_response(GatewayError("The gateway failed; see its log"), request_id, started)
+        error: GatewayError | None = host_refusal(scope, gateway.allowed_hosts)
+        if error is None:
+            try:
+                response = await self._serve(gateway, scope, receive, request_id, started)
+            except GatewayError as e:
+                error = e
+            except Exception:
+                log.exception("request %s failed in the gateway", request_id)
+                gateway.active.pop(request_id, None)  # it will never be recorded
+                error = GatewayError("The gateway failed; see its log")
+        if error is not None:
+            response = error_response(error, request_id, started)
             response.raw_headers.extend(SECURITY_HEADERS)
         await response(scope, receive, send)
 

@@ -85,8 +85,12 @@ class RateLimited(GatewayError):
         self.retry_after_s = retry_after_s
 
     def headers(self) -> dict[str, str]:
-        # Whole seconds, rounded up: Retry-After has no fractions (RFC 9110 §10.2.3).
-        return {**super().headers(), "retry-after": str(max(1, int(-(-self.retry_after_s // 1))))}
+        return {**super().headers(), "retry-after": retry_after(self.retry_after_s)}
+
+
+def retry_after(seconds: float) -> str:
+    """Whole seconds, rounded up and at least 1: Retry-After has no fractions (RFC 9110 §10.2.3)."""
+    return str(max(1, int(-(-seconds // 1))))
 
 
 class QuotaExceeded(GatewayError):
@@ -101,8 +105,7 @@ class QuotaExceeded(GatewayError):
         self.retry_after_s = retry_after_s
 
     def headers(self) -> dict[str, str]:
-        retry_after = str(max(1, int(-(-self.retry_after_s // 1))))
-        return {**super().headers(), "retry-after": retry_after, "x-should-retry": "false"}
+        return {**super().headers(), "retry-after": retry_after(self.retry_after_s), "x-should-retry": "false"}
 
 
 class UpstreamFailed(GatewayError):

@@ -101,9 +101,13 @@ def estimate_tokens(body_len_bytes: int, max_tokens: int | None) -> int:
     limit when it admits a request. Once real usage is known, the shell settles the difference with
     `TokenBucket.give_back` or `TokenBucket.take_debt`.
     """
-    prompt_tokens = -(-max(0, body_len_bytes) // BYTES_PER_TOKEN)
     completion_tokens = max_tokens if max_tokens is not None and max_tokens > 0 else DEFAULT_COMPLETION_TOKENS
-    return prompt_tokens + completion_tokens
+    return prompt_tokens_of(body_len_bytes) + completion_tokens
+
+
+def prompt_tokens_of(body_len_bytes: int) -> int:
+    """The prompt's tokens as estimated from the request body's size (`BYTES_PER_TOKEN`), rounded up."""
+    return -(-max(0, body_len_bytes) // BYTES_PER_TOKEN)
 
 
 def estimate_stream_usage(body_len_bytes: int, chunks: int) -> Usage:
@@ -112,4 +116,4 @@ def estimate_stream_usage(body_len_bytes: int, chunks: int) -> Usage:
     The prompt as admission estimates it (the request body's size / 4); the completion as one token
     per chunk relayed, as models stream about a token per chunk.
     """
-    return Usage(prompt_tokens=-(-max(0, body_len_bytes) // BYTES_PER_TOKEN), completion_tokens=max(0, chunks))
+    return Usage(prompt_tokens=prompt_tokens_of(body_len_bytes), completion_tokens=max(0, chunks))

@@ -158,4 +158,4 @@ def hour_of(wall_ts: float) -> str:
 
 def month_of(wall_ts: float) -> str:
     """ "2026-11": the calendar month (UTC) that monthly budgets count in; read twice per request."""
-    return _hour_string(int(wall_ts // 3600))[:7]
+    return hour_of(wall_ts)[:7]
