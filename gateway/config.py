@@ -61,14 +61,14 @@ class Setting:
     section: str | None  # TOML table, None when not settable in the file
     env: str | None
     flag: str | None
-    kind: str  # "str", "int", "float", "bool", "hosts", "path", "secret", "key"
+    kind: str  # "str", "int", "port", "float", "bool", "hosts", "path", "secret", "key"
     help: str
     minimum: float | None = None
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "server", "GATEWAY_HOST", "--host", "str", "bind address (loopback by default)"),
-    Setting("port", "server", "GATEWAY_PORT", "--port", "int", "bind port", minimum=0),
+    Setting("port", "server", "GATEWAY_PORT", "--port", "port", "bind port"),
     Setting("data_dir", None, "GATEWAY_DATA_DIR", "--data-dir", "path", "SQLite file and generated master key"),
     Setting("config_path", None, "GATEWAY_CONFIG", "--config", "path", "optional TOML config file"),
     Setting("admin_token", None, "GATEWAY_ADMIN_TOKEN", None, "secret", "admin token; generated on first start"),
@@ -136,18 +136,21 @@ def _convert(where: str, value: object, kind: str, minimum: float | None, *, fro
             raise bad("a list of host names")
         return tuple(h.lower() for h in value)
     number: float | int
+    integer = kind in ("int", "port")
     if from_text and isinstance(value, str):
         try:
-            number = int(value) if kind == "int" else float(value)
+            number = int(value) if integer else float(value)
         except ValueError:
-            raise bad("an integer" if kind == "int" else "a number") from None
-    elif isinstance(value, bool) or not isinstance(value, int | float) or (kind == "int" and isinstance(value, float)):
-        raise bad("an integer" if kind == "int" else "a number")
+            raise bad("an integer" if integer else "a number") from None
+    elif isinstance(value, bool) or not isinstance(value, int | float) or (integer and isinstance(value, float)):
+        raise bad("an integer" if integer else "a number")
     else:
         number = value
+    if kind == "port" and not 0 <= number <= 65535:
+        raise bad("a port number from 0 to 65535")
     if not math.isfinite(number) or (minimum is not None and number < minimum):
         raise bad(f"a number >= {minimum:g}" if minimum is not None else "a finite number")
-    if kind == "int":
+    if integer:
         if not float(number).is_integer():
             raise bad("an integer")
         return int(number)

@@ -173,6 +173,7 @@ def test_unknown_section_is_reported_without_its_content(tmp_path: Path) -> None
         ('[server]\nport = "eighty"\n', ("server.port", "'eighty'", "integer")),
         ("[server]\nport = 80.5\n", ("server.port", "80.5", "integer")),
         ("[server]\nport = -1\n", ("server.port", "-1")),
+        ("[server]\nport = 70000\n", ("server.port", "70000", "0 to 65535")),
         ('[server]\nmetrics_public = "yes"\n', ("server.metrics_public", "'yes'", "true or false")),
         ('[server]\nallowed_hosts = "localhost"\n', ("server.allowed_hosts", "'localhost'")),
         ("[server]\nmax_body_mb = 0\n", ("server.max_body_mb", "0")),
@@ -271,6 +272,8 @@ def test_invalid_toml_and_missing_file_name_the_file(tmp_path: Path) -> None:
     [
         ({"--port": "http"}, {}, ("--port", "'http'", "integer")),
         ({"--port": "-5"}, {}, ("--port", "'-5'")),
+        ({"--port": "99999"}, {}, ("--port", "'99999'", "0 to 65535")),
+        ({}, {"GATEWAY_PORT": "65536"}, ("GATEWAY_PORT", "'65536'", "0 to 65535")),
         ({}, {"GATEWAY_PORT": "80x"}, ("GATEWAY_PORT", "'80x'", "integer")),
         ({}, {"GATEWAY_ADMIN_TOKEN": "short"}, ("GATEWAY_ADMIN_TOKEN", "16")),
         ({}, {"GATEWAY_MASTER_KEY": "not base64!"}, ("GATEWAY_MASTER_KEY", "base64")),
